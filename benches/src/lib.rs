@@ -1,0 +1,1 @@
+//! Benchmarks: the criterion suites live in `benches/benches/`.

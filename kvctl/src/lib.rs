@@ -1,0 +1,1 @@
+//! The kvctl command-line client (not built yet).

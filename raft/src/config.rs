@@ -1,0 +1,135 @@
+//! Tunables of the core, with defaults suited to a LAN.
+
+use core::time::Duration;
+
+use crate::error::Error;
+use crate::types::NodeId;
+
+/// Configuration of one [`crate::Node`].
+///
+/// Build with [`Config::new`] and adjust with the chained setters; [`crate::Node`] validates it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) id: NodeId,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) election_timeout_min: Duration,
+    pub(crate) election_timeout_max: Duration,
+    pub(crate) pre_vote: bool,
+    pub(crate) check_quorum: bool,
+    pub(crate) max_inflight_appends: usize,
+    pub(crate) max_append_bytes: usize,
+    pub(crate) max_uncommitted_bytes: usize,
+    pub(crate) max_cached_entries: u64,
+    pub(crate) snapshot_timeout: Duration,
+    pub(crate) seed: u64,
+}
+
+impl Config {
+    /// Defaults for node `id`: heartbeat every 50 ms, election timeout drawn from
+    /// [500 ms, 1000 ms), PreVote and CheckQuorum on, seed = `id`.
+    pub fn new(id: NodeId) -> Self {
+        Self {
+            id,
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1000),
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight_appends: 256,
+            max_append_bytes: 1 << 20,
+            max_uncommitted_bytes: 64 << 20,
+            max_cached_entries: 10_000,
+            snapshot_timeout: Duration::from_secs(30),
+            seed: id,
+        }
+    }
+
+    /// This node's id (never 0).
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// How often a leader sends heartbeats. Must be well below the election timeout.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// The election timeout is drawn uniformly from `[min, max)` after every reset.
+    pub fn election_timeout(mut self, min: Duration, max: Duration) -> Self {
+        self.election_timeout_min = min;
+        self.election_timeout_max = max;
+        self
+    }
+
+    /// PreVote: a node first checks that it could win before bumping its term, so a node
+    /// rejoining from a partition does not depose a healthy leader.
+    pub fn pre_vote(mut self, on: bool) -> Self {
+        self.pre_vote = on;
+        self
+    }
+
+    /// CheckQuorum: a leader that has not heard from a quorum within an election timeout steps
+    /// down, and followers that heard from a leader recently ignore vote requests.
+    pub fn check_quorum(mut self, on: bool) -> Self {
+        self.check_quorum = on;
+        self
+    }
+
+    /// Appends in flight to one follower before the leader waits for acknowledgements.
+    pub fn max_inflight_appends(mut self, n: usize) -> Self {
+        self.max_inflight_appends = n;
+        self
+    }
+
+    /// Upper bound on the entry bytes in one append message (at least one entry is sent).
+    pub fn max_append_bytes(mut self, bytes: usize) -> Self {
+        self.max_append_bytes = bytes;
+        self
+    }
+
+    /// Proposals fail with [`Error::Backpressure`] while this many bytes await commitment.
+    pub fn max_uncommitted_bytes(mut self, bytes: usize) -> Self {
+        self.max_uncommitted_bytes = bytes;
+        self
+    }
+
+    /// Applied entries kept in memory for followers that lag a little; older ones are fetched
+    /// from storage through [`crate::Output::FetchEntries`].
+    pub fn max_cached_entries(mut self, n: u64) -> Self {
+        self.max_cached_entries = n;
+        self
+    }
+
+    /// How long a leader waits for a follower to acknowledge a snapshot before trying again.
+    pub fn snapshot_timeout(mut self, timeout: Duration) -> Self {
+        self.snapshot_timeout = timeout;
+        self
+    }
+
+    /// Seed of the generator that jitters election timeouts. Give each node its own seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let bad = |why: &str| Err(Error::InvalidConfig(why.to_string()));
+        if self.id == 0 {
+            return bad("node id 0 is reserved");
+        }
+        if self.heartbeat_interval.is_zero() {
+            return bad("heartbeat interval must be positive");
+        }
+        if self.election_timeout_min <= self.heartbeat_interval {
+            return bad("election timeout must exceed the heartbeat interval");
+        }
+        if self.election_timeout_max <= self.election_timeout_min {
+            return bad("election timeout max must exceed min");
+        }
+        if self.max_inflight_appends == 0 {
+            return bad("max inflight appends must be at least 1");
+        }
+        Ok(())
+    }
+}

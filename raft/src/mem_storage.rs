@@ -1,0 +1,108 @@
+//! [`MemStorage`]: an in-memory log store that carries out the core's storage outputs.
+//!
+//! The simulator, the examples and the tests use it; a durable store (kvd's WAL) serves the
+//! same outputs the same way. It is also the reference for what a store must do.
+
+use crate::entry::{Entry, HardState, Snapshot};
+use crate::node::RestoreState;
+use crate::output::Persist;
+use crate::types::Index;
+
+/// Holds the hard state, the latest snapshot and the log after it, all in memory.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    hard_state: HardState,
+    snapshot: Snapshot,
+    entries: Vec<Entry>,
+}
+
+impl MemStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Carries out an [`crate::Output::Persist`] (snapshot, then entries, then hard state).
+    ///
+    /// # Panics
+    /// If the entries leave a gap after the stored log: the core never asks for that, so it
+    /// means the driver skipped or reordered a persist.
+    pub fn persist(&mut self, persist: &Persist) {
+        if let Some(snapshot) = persist.snapshot() {
+            self.snapshot = snapshot.clone();
+            self.entries.clear();
+        }
+        let snapshot_index = self.snapshot.meta().index();
+        let new: Vec<&Entry> = persist
+            .entries()
+            .iter()
+            .filter(|e| e.index() > snapshot_index)
+            .collect();
+        if let Some(first) = new.first() {
+            let pos = (first.index() - snapshot_index - 1) as usize;
+            assert!(
+                pos <= self.entries.len(),
+                "persist leaves a gap at index {}",
+                first.index()
+            );
+            self.entries.truncate(pos);
+            self.entries.extend(new.into_iter().cloned());
+        }
+        if let Some(hard_state) = persist.hard_state() {
+            self.hard_state = *hard_state;
+        }
+    }
+
+    /// Stores a snapshot the driver made of its state machine and drops the entries it
+    /// covers. Call [`crate::Node::compact`] afterwards.
+    pub fn save_snapshot(&mut self, snapshot: Snapshot) {
+        let index = snapshot.meta().index();
+        let old = self.snapshot.meta().index();
+        if index <= old {
+            return;
+        }
+        let covered = ((index - old) as usize).min(self.entries.len());
+        self.entries.drain(..covered);
+        self.snapshot = snapshot;
+    }
+
+    /// Entries `first..=last` (fewer if the log is shorter), for [`crate::Output::FetchEntries`].
+    pub fn entries(&self, first: Index, last: Index) -> Vec<Entry> {
+        let base = self.snapshot.meta().index() + 1;
+        if first < base || last < first {
+            return Vec::new();
+        }
+        let start = (first - base) as usize;
+        let end = ((last - base + 1) as usize).min(self.entries.len());
+        self.entries
+            .get(start..end)
+            .map(<[Entry]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// The stored hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// The latest snapshot (index 0 and empty before any).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Index of the last stored entry (or of the snapshot if the log after it is empty).
+    pub fn last_index(&self) -> Index {
+        self.entries
+            .last()
+            .map_or(self.snapshot.meta().index(), Entry::index)
+    }
+
+    /// Everything [`crate::Node::restart`] needs.
+    pub fn restore_state(&self) -> RestoreState {
+        RestoreState {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.meta().clone(),
+            entries: self.entries.clone(),
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Log replication: the leader's appends and heartbeats, the follower's log matching, and
+//! commitment by counting durable replicas of current-term entries.
+
+use crate::Node;
+use crate::entry::Entry;
+use crate::message::{AppendOutcome, Message};
+use crate::output::Output;
+use crate::progress::ProgressState;
+use crate::types::{Index, NodeId, Role, Term};
+
+/// Entries requested from storage in one [`Output::FetchEntries`].
+const FETCH_BATCH: Index = 4096;
+
+impl Node {
+    /// At flush time on the leader: ship new entries (and a new commit index) to every
+    /// follower that can take them.
+    pub(crate) fn flush_replication(&mut self) {
+        let commit_changed = self.commit > self.commit_broadcast;
+        if !self.replicate_pending && !commit_changed {
+            return;
+        }
+        self.replicate_pending = false;
+        self.commit_broadcast = self.commit;
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_append(peer, commit_changed);
+        }
+    }
+
+    /// Sends `peer` the entries from its `next_index`, if it is not paused. With `allow_empty`
+    /// an append without entries is sent too (to probe, or to carry the commit index).
+    pub(crate) fn send_append(&mut self, peer: NodeId, allow_empty: bool) {
+        let last = self.log.last_index();
+        let max_inflight = self.cfg.max_inflight_appends;
+        let Some(pr) = self.progress.get_mut(&peer) else {
+            return;
+        };
+        if pr.is_paused(max_inflight) {
+            return;
+        }
+        let next = pr.next_index;
+        let prev_index = next - 1;
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            // The entries it needs were compacted: it needs a snapshot.
+            pr.become_snapshot(self.log.snapshot_index(), self.now);
+            self.outputs.push_back(Output::SnapshotNeeded { to: peer });
+            return;
+        };
+        let entries = if next <= last {
+            match self.log.slice(next, last, self.cfg.max_append_bytes) {
+                Some(entries) => entries,
+                None => {
+                    pr.awaiting_fetch = true;
+                    if self.fetch_in_flight.is_none() {
+                        let range = (next, last.min(next + FETCH_BATCH - 1));
+                        self.fetch_in_flight = Some(range);
+                        self.outputs.push_back(Output::FetchEntries {
+                            first: range.0,
+                            last: range.1,
+                        });
+                    }
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        if entries.is_empty() && !allow_empty {
+            return;
+        }
+        self.send_append_entries(peer, prev_index, prev_term, entries);
+    }
+
+    fn send_append_entries(
+        &mut self,
+        peer: NodeId,
+        prev_index: Index,
+        prev_term: Term,
+        entries: Vec<Entry>,
+    ) {
+        let Some(pr) = self.progress.get_mut(&peer) else {
+            return;
+        };
+        let last_sent = entries.last().map_or(prev_index, Entry::index);
+        pr.on_append_sent(last_sent, entries.len());
+        let commit = self.commit;
+        self.send(
+            peer,
+            Message::Append {
+                term: self.term,
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            },
+        );
+    }
+
+    /// Entries the driver read from storage for lagging followers.
+    pub fn entries_fetched(&mut self, now: crate::Instant, entries: Vec<Entry>) {
+        self.advance(now);
+        let Some((first, _)) = self.fetch_in_flight.take() else {
+            return;
+        };
+        let consistent = entries.first().is_some_and(|e| e.index() == first)
+            && entries.iter().enumerate().all(|(i, e)| {
+                e.index() == first + i as Index && self.log.term_at(e.index()) == Some(e.term())
+            });
+        let waiting: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, pr)| pr.awaiting_fetch)
+            .map(|(&id, _)| id)
+            .collect();
+        for peer in waiting {
+            let Some(pr) = self.progress.get_mut(&peer) else {
+                continue;
+            };
+            pr.awaiting_fetch = false;
+            let next = pr.next_index;
+            let covered = consistent && next >= first && next < first + entries.len() as Index;
+            if !covered || self.role != Role::Leader {
+                self.send_append(peer, true);
+                continue;
+            }
+            let Some(prev_term) = self.log.term_at(next - 1) else {
+                self.send_append(peer, true);
+                continue;
+            };
+            let mut bytes = 0;
+            let batch: Vec<Entry> = entries[(next - first) as usize..]
+                .iter()
+                .take_while(|e| {
+                    bytes += e.size();
+                    bytes <= self.cfg.max_append_bytes
+                })
+                .cloned()
+                .collect();
+            let batch = if batch.is_empty() {
+                vec![entries[(next - first) as usize].clone()]
+            } else {
+                batch
+            };
+            if !self
+                .progress
+                .get(&peer)
+                .is_some_and(|pr| pr.is_paused(self.cfg.max_inflight_appends))
+            {
+                self.send_append_entries(peer, next - 1, prev_term, batch);
+            }
+        }
+    }
+
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let round = self.reads.round_sent();
+        let now = self.now;
+        let timeout = self.cfg.snapshot_timeout;
+        let mut heartbeats = Vec::with_capacity(self.progress.len());
+        for (&peer, pr) in &mut self.progress {
+            if pr.on_heartbeat_round() {
+                pr.become_probe();
+            }
+            if let ProgressState::Snapshot { since, .. } = pr.state {
+                if now.saturating_duration_since(since) >= timeout {
+                    pr.become_probe();
+                }
+            }
+            let commit = self.commit.min(pr.match_index);
+            heartbeats.push((
+                peer,
+                Message::Heartbeat {
+                    term: self.term,
+                    commit,
+                    read_round: round,
+                },
+            ));
+        }
+        for (peer, message) in heartbeats {
+            self.send(peer, message);
+        }
+    }
+
+    pub(crate) fn handle_append(
+        &mut self,
+        from: NodeId,
+        mut prev_index: Index,
+        mut prev_term: Term,
+        mut entries: Vec<Entry>,
+        leader_commit: Index,
+    ) {
+        // The entries must follow prev_index contiguously with terms that never decrease and
+        // never exceed the leader's; anything else is malformed.
+        let well_formed = entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.index() == prev_index + 1 + i as Index)
+            && entries.windows(2).all(|w| w[0].term() <= w[1].term())
+            && entries.first().is_none_or(|e| e.term() >= prev_term)
+            && entries.last().is_none_or(|e| e.term() <= self.term);
+        if !well_formed {
+            self.stats.invalid += 1;
+            return;
+        }
+        let last_in_message = prev_index + entries.len() as Index;
+        if prev_index < self.commit {
+            // Everything up to the commit index is known to match the leader's log.
+            if last_in_message <= self.commit {
+                self.respond_append(
+                    from,
+                    AppendOutcome::Accepted {
+                        match_index: self.commit,
+                    },
+                );
+                return;
+            }
+            let skip = (self.commit - prev_index) as usize;
+            prev_term = entries[skip - 1].term();
+            prev_index = self.commit;
+            entries.drain(..skip);
+        }
+        if self.log.term_at(prev_index) != Some(prev_term) {
+            self.stats.append_rejections += 1;
+            let outcome = if prev_index > self.log.last_index() {
+                AppendOutcome::Rejected {
+                    rejected_index: prev_index,
+                    hint_index: self.log.last_index() + 1,
+                    hint_term: None,
+                }
+            } else {
+                let hint_index = self
+                    .log
+                    .first_index_of_run(prev_index)
+                    .max(self.commit + 1)
+                    .min(prev_index);
+                AppendOutcome::Rejected {
+                    rejected_index: prev_index,
+                    hint_index,
+                    hint_term: self.log.term_at(prev_index),
+                }
+            };
+            self.respond_append(from, outcome);
+            return;
+        }
+        if let Some(pos) = self.log.find_conflict(&entries) {
+            let first_new = entries[pos].index();
+            if first_new <= self.log.last_index() {
+                if first_new <= self.commit {
+                    // Would overwrite a committed entry: not a legitimate leader's message.
+                    self.stats.invalid += 1;
+                    return;
+                }
+                self.log.truncate_from(first_new);
+                self.rollback_membership(first_new - 1);
+            }
+            for entry in entries.drain(pos..) {
+                self.note_membership_entry(&entry);
+                self.log.push(entry);
+            }
+        }
+        if leader_commit > self.commit {
+            self.commit = leader_commit.min(last_in_message).max(self.commit);
+        }
+        self.respond_append(
+            from,
+            AppendOutcome::Accepted {
+                match_index: last_in_message,
+            },
+        );
+    }
+
+    pub(crate) fn respond_append(&mut self, to: NodeId, outcome: AppendOutcome) {
+        self.send(
+            to,
+            Message::AppendResponse {
+                term: self.term,
+                outcome,
+            },
+        );
+    }
+
+    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, leader_commit: Index, read_round: u64) {
+        let commit = leader_commit.min(self.log.last_index());
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        self.send(
+            from,
+            Message::HeartbeatResponse {
+                term: self.term,
+                read_round,
+            },
+        );
+    }
+
+    pub(crate) fn handle_append_response(&mut self, from: NodeId, outcome: AppendOutcome) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            self.stats.unknown_peer += 1;
+            return;
+        };
+        pr.recent_active = true;
+        match outcome {
+            AppendOutcome::Accepted { match_index } => {
+                if match_index > last {
+                    self.stats.invalid += 1;
+                    return;
+                }
+                let advanced = pr.on_accepted(match_index);
+                match pr.state {
+                    ProgressState::Probe => pr.become_replicate(),
+                    ProgressState::Snapshot { index, .. } if pr.match_index >= index => {
+                        pr.become_replicate()
+                    }
+                    _ => {}
+                }
+                if advanced {
+                    self.maybe_commit();
+                }
+                if self.transfer.is_some() {
+                    self.maybe_send_timeout_now(from);
+                }
+                self.send_append(from, false);
+            }
+            AppendOutcome::Rejected {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                let stale = match pr.state {
+                    ProgressState::Replicate => rejected_index <= pr.match_index,
+                    ProgressState::Probe => rejected_index + 1 != pr.next_index,
+                    ProgressState::Snapshot { .. } => true,
+                };
+                if stale {
+                    return;
+                }
+                let mut next = match hint_term {
+                    Some(term) => self
+                        .log
+                        .last_index_of_term(term)
+                        .map_or(hint_index, |i| i + 1),
+                    None => hint_index,
+                };
+                next = next.min(rejected_index).max(pr.match_index + 1);
+                pr.become_probe();
+                pr.next_index = next;
+                self.send_append(from, true);
+            }
+        }
+    }
+
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let max_inflight = self.cfg.max_inflight_appends;
+        let Some(pr) = self.progress.get_mut(&from) else {
+            self.stats.unknown_peer += 1;
+            return;
+        };
+        pr.recent_active = true;
+        pr.on_heartbeat_response();
+        if read_round <= self.reads.round_sent() {
+            pr.read_round = pr.read_round.max(read_round);
+        }
+        let behind = pr.match_index < last && !pr.is_paused(max_inflight);
+        self.confirm_reads();
+        if behind {
+            self.send_append(from, false);
+        }
+    }
+
+    /// Advances the commit index to the highest index replicated (durably) on a quorum, if
+    /// that entry is from the current term (§5.4.2: never commit older terms by counting).
+    pub(crate) fn maybe_commit(&mut self) {
+        let me = self.cfg.id;
+        let stable = self.stable_index;
+        let progress = &self.progress;
+        let quorum_index = self.membership.committed_index(|id| {
+            if id == me {
+                stable
+            } else {
+                progress.get(&id).map_or(0, |p| p.match_index)
+            }
+        });
+        if quorum_index <= self.commit || self.log.term_at(quorum_index) != Some(self.term) {
+            return;
+        }
+        for index in self.commit + 1..=quorum_index {
+            if let Some(entry) = self.log.entry(index) {
+                if entry.term() == self.term {
+                    self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(entry.size());
+                }
+            }
+        }
+        self.commit = quorum_index;
+        self.on_commit_in_term();
+        if self.membership_index <= self.commit && !self.membership.is_voter(me) {
+            // This leader committed its own removal: hand over by stepping down.
+            self.become_follower(self.term, None);
+        }
+    }
+}

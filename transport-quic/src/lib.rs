@@ -1,0 +1,1 @@
+//! Raft peer transport over QUIC with mutual TLS (not built yet).

@@ -1,0 +1,1 @@
+//! Raft peer transport over plain TCP with length-prefixed frames (not built yet).
