@@ -39,7 +39,7 @@ impl Config {
             max_append_bytes: 1 << 20,
             max_uncommitted_bytes: 64 << 20,
             max_cached_entries: 10_000,
-            snapshot_timeout: Duration::from_secs(30),
+            snapshot_timeout: Duration::from_secs(10),
             seed: id,
         }
     }

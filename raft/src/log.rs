@@ -48,10 +48,6 @@ impl RaftLog {
         self.snapshot_index
     }
 
-    pub(crate) fn snapshot_term(&self) -> Term {
-        self.snapshot_term
-    }
-
     pub(crate) fn last_index(&self) -> Index {
         self.last_index
     }
@@ -61,6 +57,7 @@ impl RaftLog {
     }
 
     /// First index whose body is in memory.
+    #[cfg(test)]
     pub(crate) fn cache_first(&self) -> Index {
         self.cache_first
     }
@@ -182,11 +179,6 @@ impl RaftLog {
         }
         let start = (from - self.cache_first) as usize;
         Some(self.cache.range(start..).cloned().collect())
-    }
-
-    /// Whether entries wait to be handed to storage.
-    pub(crate) fn has_unflushed(&self) -> bool {
-        self.unflushed_from.is_some_and(|u| u <= self.last_index)
     }
 
     /// Drops cached bodies with index ≤ `upto` (never unflushed ones).

@@ -175,9 +175,8 @@ impl Node {
             snapshot,
             entries,
         } = state;
-        let mut expected = snapshot.index() + 1;
         let mut last_term = snapshot.term();
-        for entry in &entries {
+        for (expected, entry) in (snapshot.index() + 1..).zip(&entries) {
             if entry.index() != expected {
                 return Err(Error::InvalidConfig(format!(
                     "restored log is not contiguous: expected index {expected}, found {}",
@@ -191,7 +190,6 @@ impl Node {
                 )));
             }
             last_term = entry.term();
-            expected += 1;
         }
         if hard_state.term() < last_term {
             return Err(Error::InvalidConfig(format!(
@@ -373,10 +371,10 @@ impl Node {
     /// replication to it falls back to probing.
     pub fn report_unreachable(&mut self, now: Instant, peer: NodeId) {
         self.advance(now);
-        if let Some(pr) = self.progress.get_mut(&peer) {
-            if pr.state == crate::progress::ProgressState::Replicate {
-                pr.become_probe();
-            }
+        if let Some(pr) = self.progress.get_mut(&peer)
+            && pr.state == crate::progress::ProgressState::Replicate
+        {
+            pr.become_probe();
         }
     }
 
@@ -639,10 +637,10 @@ impl Node {
                 snapshot: snapshot.clone(),
                 entries: entries.unwrap_or_default(),
             }));
-            if let Some(s) = snapshot {
-                if s.meta().index() > 0 {
-                    self.outputs.push_back(Output::ApplySnapshot(s));
-                }
+            if let Some(s) = snapshot
+                && s.meta().index() > 0
+            {
+                self.outputs.push_back(Output::ApplySnapshot(s));
             }
         }
 

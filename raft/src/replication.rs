@@ -160,10 +160,10 @@ impl Node {
             if pr.on_heartbeat_round() {
                 pr.become_probe();
             }
-            if let ProgressState::Snapshot { since, .. } = pr.state {
-                if now.saturating_duration_since(since) >= timeout {
-                    pr.become_probe();
-                }
+            if let ProgressState::Snapshot { since, .. } = pr.state
+                && now.saturating_duration_since(since) >= timeout
+            {
+                pr.become_probe();
             }
             let commit = self.commit.min(pr.match_index);
             heartbeats.push((
@@ -391,10 +391,10 @@ impl Node {
             return;
         }
         for index in self.commit + 1..=quorum_index {
-            if let Some(entry) = self.log.entry(index) {
-                if entry.term() == self.term {
-                    self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(entry.size());
-                }
+            if let Some(entry) = self.log.entry(index)
+                && entry.term() == self.term
+            {
+                self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(entry.size());
             }
         }
         self.commit = quorum_index;
