@@ -22,6 +22,16 @@ impl MemStorage {
         Self::default()
     }
 
+    /// A store holding exactly `state` and the snapshot bytes `snapshot_data` (for drivers
+    /// and tests that build a node's storage from elsewhere).
+    pub fn from_state(state: RestoreState, snapshot_data: bytes::Bytes) -> Self {
+        Self {
+            hard_state: state.hard_state,
+            snapshot: Snapshot::new(state.snapshot, snapshot_data),
+            entries: state.entries,
+        }
+    }
+
     /// Carries out an [`crate::Output::Persist`] (snapshot, then entries, then hard state).
     ///
     /// # Panics

@@ -562,21 +562,11 @@ impl Node {
             .map_or_else(|| self.snapshot_membership.clone(), |(_, m)| m.clone())
     }
 
+    /// Keeps the newest `max_cached_entries` applied entries in memory for followers that
+    /// lag a little (and for a future leadership); older ones are fetched from storage.
     fn trim_cache(&mut self) {
-        let mut upto = self.applied;
-        if self.role == Role::Leader {
-            // Keep what followers in flight still need, within the configured window.
-            let lowest = self
-                .progress
-                .values()
-                .map(|p| p.next_index.saturating_sub(1))
-                .min();
-            if let Some(lowest) = lowest {
-                upto =
-                    upto.min(lowest.max(self.applied.saturating_sub(self.cfg.max_cached_entries)));
-            }
-        }
-        self.log.trim_cache(upto);
+        self.log
+            .trim_cache(self.applied.saturating_sub(self.cfg.max_cached_entries));
     }
 
     /// Turns accumulated state changes into outputs: one persist, role change, applies, the

@@ -1,0 +1,241 @@
+//! Leader election rules (Raft §5.2, §5.4.1) and the PreVote / CheckQuorum extensions.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, config, entry};
+use raft::{Message, Role};
+
+#[test]
+fn a_node_that_times_out_wins_a_majority_and_appends_a_noop() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    assert_eq!(c.node(1).term(), 1);
+    assert_eq!(c.node(2).leader(), Some(1));
+    assert_eq!(c.node(3).leader(), Some(1));
+    // The no-op of the new term commits, on every node.
+    assert_eq!(c.node(1).commit_index(), 1);
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    for id in [1, 2, 3] {
+        assert_eq!(c.node(id).commit_index(), 1, "node {id}");
+        assert_eq!(c.node(id).log_term(1), Some(1));
+    }
+}
+
+#[test]
+fn each_node_votes_once_per_term() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.timeout(1);
+    c.timeout(2);
+    // Both are candidates in term 1; node 3 grants the first request it sees only.
+    let mut granted = Vec::new();
+    c.deliver(|from, to, m| {
+        if let Message::VoteResponse { granted: true, .. } = m {
+            granted.push((from, to));
+        }
+        true
+    });
+    let from_3: Vec<_> = granted.iter().filter(|(from, _)| *from == 3).collect();
+    assert_eq!(from_3.len(), 1, "node 3 voted for {from_3:?}");
+    let leaders = [1, 2, 3]
+        .iter()
+        .filter(|&&id| c.node(id).is_leader())
+        .count();
+    assert_eq!(leaders, 1);
+}
+
+#[test]
+fn a_candidate_with_a_stale_log_is_refused() {
+    // §5.4.1: node 3's log ends in term 1, nodes 1 and 2 have an entry of term 2.
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.set_log(1, 2, vec![entry(1, 1, "a"), entry(2, 2, "b")]);
+    c.set_log(2, 2, vec![entry(1, 1, "a"), entry(2, 2, "b")]);
+    c.set_log(3, 2, vec![entry(1, 1, "a")]);
+    c.timeout(3);
+    c.stabilize();
+    assert!(!c.node(3).is_leader());
+    assert_eq!(c.node(3).stats().elections(), 1);
+    c.elect(1);
+    // Node 3's failed candidacy raised everyone to term 3; node 1 leads term 4.
+    assert_eq!(c.log_terms(3), vec![1, 2, 4]);
+    assert_eq!(c.log_terms(1), c.log_terms(3));
+}
+
+#[test]
+fn a_leader_steps_down_on_a_higher_term() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    let now = c.now;
+    c.node_mut(1).step(
+        now,
+        2,
+        Message::HeartbeatResponse {
+            term: 7,
+            read_round: 0,
+        },
+    );
+    assert_eq!(c.node(1).role(), Role::Follower);
+    assert_eq!(c.node(1).term(), 7);
+}
+
+/// Isolates node 3 for ten election timeouts, then reconnects it.
+fn isolate_and_rejoin(c: &mut Cluster) {
+    c.elect(1);
+    for _ in 0..10 {
+        c.elapse(Duration::from_millis(1000));
+        c.deliver(|from, to, _| from != 3 && to != 3);
+    }
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+}
+
+#[test]
+fn prevote_lets_a_partitioned_node_rejoin_without_disrupting_the_leader() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    isolate_and_rejoin(&mut c);
+    assert!(
+        c.node(3).stats().pre_elections() > 0,
+        "node 3 should have tried"
+    );
+    assert_eq!(c.node(3).term(), 1, "pre-votes must not bump the term");
+    assert!(c.node(1).is_leader(), "the leader must survive the rejoin");
+    assert_eq!(c.node(1).term(), 1);
+    assert_eq!(c.node(3).leader(), Some(1));
+}
+
+#[test]
+fn without_prevote_a_rejoining_node_deposes_the_leader() {
+    // The contrast that shows what PreVote buys.
+    let mut c = Cluster::with(&[1, 2, 3], |id| {
+        config(id).pre_vote(false).check_quorum(false)
+    });
+    isolate_and_rejoin(&mut c);
+    assert!(c.node(3).term() > 1);
+    assert!(
+        c.node(1).term() > 1,
+        "the old leader was forced into a new term"
+    );
+}
+
+#[test]
+fn check_quorum_makes_an_isolated_leader_step_down() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.hold_messages_of(1);
+    c.elapse(Duration::from_millis(600));
+    c.elapse(Duration::from_millis(600));
+    assert_eq!(
+        c.node(1).role(),
+        Role::Follower,
+        "no quorum heard within an election timeout"
+    );
+    assert_eq!(c.node(1).leader(), None);
+}
+
+#[test]
+fn without_check_quorum_an_isolated_leader_stays() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).check_quorum(false));
+    c.elect(1);
+    c.hold_messages_of(1);
+    c.elapse(Duration::from_millis(1200));
+    assert!(c.node(1).is_leader());
+}
+
+#[test]
+fn followers_in_lease_ignore_a_disruptive_candidate() {
+    // With CheckQuorum, a follower that heard from its leader recently ignores vote requests
+    // even from a node that (wrongly) jumped to a higher term.
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.elect(1);
+    let now = c.now;
+    let last = c.node(3).last_index();
+    let term = c.node(3).term();
+    c.node_mut(2).step(
+        now,
+        3,
+        Message::VoteRequest {
+            term: term + 5,
+            pre_vote: false,
+            last_log_index: last,
+            last_log_term: term,
+            transfer: false,
+        },
+    );
+    assert_eq!(c.node(2).term(), 1);
+    assert_eq!(c.node(2).leader(), Some(1));
+}
+
+#[test]
+fn leadership_transfer_hands_over_to_a_caught_up_follower() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.propose(1, "x");
+    c.stabilize();
+    let now = c.now;
+    c.node_mut(1).transfer_leadership(now, 2).unwrap();
+    assert!(matches!(
+        c.node_mut(1).propose(now, "refused".into()),
+        Err(raft::Error::TransferInProgress)
+    ));
+    c.drain(1);
+    c.stabilize();
+    assert!(c.node(2).is_leader());
+    assert_eq!(c.node(2).term(), 2);
+    assert_eq!(c.node(1).leader(), Some(2));
+}
+
+#[test]
+fn learners_replicate_but_never_campaign() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.add_node(4);
+    c.elect(1);
+    let now = c.now;
+    let with_learner = raft::Membership::new([1, 2, 3]).with_learners([4]);
+    c.node_mut(1)
+        .propose_membership(now, with_learner.clone())
+        .unwrap();
+    c.drain(1);
+    c.stabilize();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    assert_eq!(c.node(4).membership(), &with_learner);
+    assert_eq!(c.node(4).commit_index(), c.node(1).commit_index());
+    // A learner whose timer fires does not start an election.
+    c.timeout(4);
+    assert_eq!(c.node(4).stats().pre_elections(), 0);
+    assert_eq!(c.node(4).role(), Role::Follower);
+    // Promote it, then remove node 3: one voter at a time.
+    let now = c.now;
+    let promoted = raft::Membership::new([1, 2, 3, 4]);
+    assert!(matches!(
+        c.node_mut(1)
+            .propose_membership(now, raft::Membership::new([1, 4])),
+        Err(raft::Error::InvalidMembership(_))
+    ));
+    c.node_mut(1)
+        .propose_membership(now, promoted.clone())
+        .unwrap();
+    c.drain(1);
+    c.stabilize();
+    let now = c.now;
+    c.node_mut(1)
+        .propose_membership(now, raft::Membership::new([1, 2, 4]))
+        .unwrap();
+    c.drain(1);
+    c.stabilize();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    assert_eq!(
+        c.node(2)
+            .membership()
+            .voters()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![1, 2, 4]
+    );
+}

@@ -1,0 +1,324 @@
+//! Log replication and commitment (Raft §5.3, §5.4.2) and the persist-before-speak contract.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, config, entry};
+use raft::{AppendOutcome, Error, Instant, Membership, Message, Node, Output};
+
+fn is_append_with_term(m: &Message, term: u64) -> bool {
+    matches!(m, Message::Append { entries, .. } if entries.iter().any(|e| e.term() == term))
+}
+
+#[test]
+fn figure_8_a_leader_never_commits_an_old_term_entry_by_counting_replicas() {
+    // Raft paper, Figure 8. Index 2 holds term 2 on S1 and S2 (S1 led term 2), and term 3 on
+    // S5 (S5 led term 3). Both leaders crashed before committing.
+    let mut c = Cluster::with(&[1, 2, 3, 4, 5], |id| config(id).max_append_bytes(1));
+    for id in [1, 2] {
+        c.set_log(id, 3, vec![entry(1, 1, "a"), entry(2, 2, "s1-term2")]);
+    }
+    for id in [3, 4] {
+        c.set_log(id, 3, vec![entry(1, 1, "a")]);
+    }
+    c.set_log(5, 3, vec![entry(1, 1, "a"), entry(3, 2, "s5-term3")]);
+
+    // (c) S1 wins term 4 with S2, S3 and S4 (S5 is down) and copies index 2 to S3 and S4,
+    // but its own term-4 entry has not reached anyone yet.
+    c.timeout(1);
+    let mut term_4_appends = std::collections::BTreeMap::new();
+    c.deliver(|from, to, m| {
+        if [from, to].iter().any(|id| [2, 5].contains(id)) {
+            return false;
+        }
+        // The first append carrying the no-op is rejected (S3 and S4 lack index 2); later
+        // ones, after the leader backed up and sent index 2 alone, are lost.
+        !is_append_with_term(m, 4)
+            || *term_4_appends
+                .entry(to)
+                .and_modify(|n| *n += 1)
+                .or_insert(1)
+                == 1
+    });
+    assert!(c.node(1).is_leader());
+    assert_eq!(c.node(1).term(), 4);
+    assert_eq!(c.node(1).match_index(3), Some(2));
+    assert_eq!(c.node(1).match_index(4), Some(2));
+    // Index 2 is on S1, S2, S3 and S4 — a majority — yet it is from term 2: not committed.
+    assert_eq!(
+        c.node(1).commit_index(),
+        0,
+        "committing an old-term entry by counting replicas"
+    );
+
+    // (d) S1 crashes; S5 can still win (its last term, 3, beats everyone's 2) and overwrites
+    // index 2 everywhere. Had S1 committed index 2, a committed entry would now be lost.
+    c.hold_messages_of(1);
+    c.now += Duration::from_secs(2);
+    for _ in 0..3 {
+        c.timeout(5);
+        c.stabilize();
+        if c.node(5).is_leader() {
+            break;
+        }
+    }
+    assert!(c.node(5).is_leader());
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    for id in [2, 3, 4] {
+        assert_eq!(
+            c.node(id).log_term(2),
+            Some(3),
+            "node {id}'s index 2 was overwritten"
+        );
+    }
+    assert_eq!(c.commands(3), vec!["a", "s5-term3"]);
+}
+
+#[test]
+fn a_stale_leaders_uncommitted_entries_are_overwritten() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.propose(1, "a");
+    c.stabilize();
+    // Node 1 is cut off and keeps accepting proposals it can never commit.
+    c.hold_messages_of(1);
+    c.propose(1, "lost-1");
+    c.propose(1, "lost-2");
+    c.now += Duration::from_secs(2);
+    c.elect(2);
+    c.propose(2, "b");
+    c.stabilize();
+    c.heal();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    assert!(!c.node(1).is_leader());
+    assert_eq!(c.log_terms(1), c.log_terms(2));
+    assert_eq!(c.commands(1), vec!["a", "b"]);
+    assert_eq!(c.commands(3), vec!["a", "b"]);
+}
+
+#[test]
+fn a_follower_acknowledges_only_what_is_durable() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.hold_disk(2);
+    c.propose(1, "x");
+    let mut acks_from_2 = 0;
+    c.deliver(|from, _, m| {
+        if from == 2 && matches!(m, Message::AppendResponse { .. }) {
+            acks_from_2 += 1;
+        }
+        true
+    });
+    assert_eq!(acks_from_2, 0, "acknowledged before the write was durable");
+    c.release_disk(2);
+    assert!(
+        c.mailbox
+            .iter()
+            .any(|(from, _, m)| *from == 2 && matches!(m, Message::AppendResponse { .. }))
+    );
+}
+
+#[test]
+fn a_vote_is_granted_only_once_durable() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.hold_disk(2);
+    c.hold_disk(3);
+    c.timeout(1);
+    c.stabilize();
+    assert!(
+        !c.node(1).is_leader(),
+        "votes were sent before they were durable"
+    );
+    c.release_disk(2);
+    c.stabilize();
+    assert!(c.node(1).is_leader());
+}
+
+#[test]
+fn a_candidate_asks_for_votes_only_once_its_own_vote_is_durable() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.hold_disk(1);
+    c.timeout(1);
+    assert_eq!(c.node(1).term(), 1);
+    assert!(
+        c.mailbox.is_empty(),
+        "vote requests left before term and vote were durable"
+    );
+    c.release_disk(1);
+    assert_eq!(c.mailbox.len(), 2);
+}
+
+#[test]
+fn the_leader_counts_itself_only_after_its_own_write_is_durable() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    let before = c.node(1).commit_index();
+    c.hold_disk(1);
+    let index = c.propose(1, "x");
+    // Only node 2 answers: the quorum needs the leader's own durable copy.
+    c.deliver(|_, to, _| to != 3);
+    assert_eq!(
+        c.node(1).match_index(2),
+        Some(index),
+        "replicated while the leader's write was in flight"
+    );
+    assert_eq!(c.node(1).commit_index(), before);
+    c.release_disk(1);
+    assert_eq!(c.node(1).commit_index(), index);
+}
+
+#[test]
+fn proposals_fed_together_become_one_write_and_one_append_per_follower() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    let now = c.now;
+    let node = c.node_mut(1);
+    for i in 0..100 {
+        node.propose(now, format!("p{i}").into()).unwrap();
+    }
+    let (mut persists, mut appends) = (0, 0);
+    while let Some(out) = node.poll_output() {
+        match out {
+            Output::Persist(p) => {
+                persists += 1;
+                assert_eq!(p.entries().len(), 100);
+            }
+            Output::Send {
+                message: Message::Append { entries, .. },
+                ..
+            } => {
+                appends += 1;
+                assert_eq!(entries.len(), 100);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((persists, appends), (1, 2));
+}
+
+#[test]
+fn conflict_hints_skip_a_whole_term_per_round_trip() {
+    // The follower holds 50 entries of term 2 the leader never had; the leader (term 4) must
+    // find the match point without 50 round trips.
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    let mut leader_log = vec![entry(1, 1, "a")];
+    let mut follower_log = vec![entry(1, 1, "a")];
+    for i in 2..=51 {
+        leader_log.push(entry(3, i, "leader"));
+        follower_log.push(entry(2, i, "stale"));
+    }
+    c.set_log(1, 3, leader_log.clone());
+    c.set_log(3, 3, leader_log);
+    c.set_log(2, 3, follower_log);
+    c.timeout(1);
+    let mut rejections = 0;
+    c.deliver(|from, _, m| {
+        if from == 2
+            && matches!(
+                m,
+                Message::AppendResponse {
+                    outcome: AppendOutcome::Rejected { .. },
+                    ..
+                }
+            )
+        {
+            rejections += 1;
+        }
+        true
+    });
+    assert!(
+        rejections <= 2,
+        "{rejections} round trips to find the match point"
+    );
+    assert_eq!(c.log_terms(2), c.log_terms(1));
+}
+
+#[test]
+fn the_inflight_window_bounds_unacknowledged_appends() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).max_inflight_appends(3));
+    c.elect(1);
+    for i in 0..10 {
+        c.propose(1, &format!("p{i}"));
+    }
+    let to_2 = c
+        .mailbox
+        .iter()
+        .filter(|(_, to, m)| *to == 2 && matches!(m, Message::Append { .. }))
+        .count();
+    assert_eq!(to_2, 3, "more appends in flight than the window allows");
+    c.stabilize();
+    assert_eq!(c.commands(2).len(), 10);
+}
+
+#[test]
+fn proposals_fail_fast_off_the_leader_and_under_backpressure() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).max_uncommitted_bytes(200));
+    c.elect(1);
+    let now = c.now;
+    assert_eq!(
+        c.node_mut(2).propose(now, "x".into()),
+        Err(Error::NotLeader { leader: Some(1) })
+    );
+    let mut accepted = 0;
+    loop {
+        match c.node_mut(1).propose(now, vec![0u8; 50].into()) {
+            Ok(_) => accepted += 1,
+            Err(Error::Backpressure { .. }) => break,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!((1..=3).contains(&accepted), "{accepted}");
+    c.drain(1);
+    c.stabilize();
+    // Once committed, there is room again.
+    assert!(c.node_mut(1).propose(now, vec![0u8; 50].into()).is_ok());
+}
+
+#[test]
+fn a_restarted_node_reapplies_committed_entries_and_rejoins() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &format!("p{i}"));
+    }
+    c.stabilize();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    c.restart(3);
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    assert_eq!(c.commands(3), vec!["p0", "p1", "p2", "p3", "p4"]);
+    assert_eq!(c.node(3).leader(), Some(1));
+}
+
+#[test]
+fn the_core_is_deterministic() {
+    // Same inputs, same outputs: two runs of the same scenario produce identical traces.
+    fn run() -> Vec<String> {
+        let mut node = Node::new(config(1), Membership::new([1, 2, 3]), Instant::ZERO).unwrap();
+        let mut trace = Vec::new();
+        for step in 0..5u64 {
+            let now = node.poll_timeout();
+            node.handle_timeout(now);
+            node.step(
+                now,
+                2,
+                Message::VoteResponse {
+                    term: node.term() + 1,
+                    pre_vote: true,
+                    granted: step > 2,
+                },
+            );
+            while let Some(out) = node.poll_output() {
+                trace.push(format!("{now} {out:?}"));
+            }
+        }
+        trace
+    }
+    assert_eq!(run(), run());
+}
