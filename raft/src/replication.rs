@@ -195,6 +195,7 @@ impl Node {
             .enumerate()
             .all(|(i, e)| e.index() == prev_index + 1 + i as Index)
             && entries.windows(2).all(|w| w[0].term() <= w[1].term())
+            && prev_term <= self.term
             && entries.first().is_none_or(|e| e.term() >= prev_term)
             && entries.last().is_none_or(|e| e.term() <= self.term);
         if !well_formed {
@@ -345,9 +346,16 @@ impl Node {
                     None => hint_index,
                 };
                 next = next.min(rejected_index).max(pr.match_index + 1);
+                let backed_up = next < pr.next_index;
                 pr.become_probe();
                 pr.next_index = next;
-                self.send_append(from, true);
+                if backed_up {
+                    self.send_append(from, true);
+                } else {
+                    // No way back (the follower contradicts what it acknowledged): retry at
+                    // the heartbeat pace instead of ping-ponging at network speed.
+                    pr.on_append_sent(next - 1, 0);
+                }
             }
         }
     }

@@ -82,6 +82,13 @@ impl Node {
 
     pub(crate) fn handle_install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
         let meta = snapshot.meta().clone();
+        if meta.term() > self.term
+            || (meta.index() > 0 && meta.term() == 0)
+            || meta.membership().voters().is_empty()
+        {
+            self.stats.invalid += 1;
+            return;
+        }
         if meta.index() <= self.commit {
             self.respond_append(
                 from,

@@ -252,7 +252,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     /// Arbitrary messages from arbitrary senders, interleaved with normal operation, never
-    /// make a node panic, and the cluster still agrees afterwards.
+    /// make a node panic or start a message storm.
     #[test]
     fn garbage_from_peers_never_panics(garbage in proptest::collection::vec((0u64..6, 1u64..4, arb_message()), 1..40)) {
         let mut c = Cluster::new(&[1, 2, 3]);
@@ -264,13 +264,14 @@ proptest! {
             c.drain(to);
             c.elapse(Duration::from_millis(7));
         }
+        // The network quiets down (no message storm: `deliver` caps it) and every node is
+        // internally consistent. Safety against fabricated messages is not a goal — Raft
+        // trusts its peers — but robustness is.
         c.stabilize();
-        // Safety still holds: committed prefixes agree.
-        let commits: Vec<_> = (1..=3).map(|id| c.node(id).commit_index()).collect();
-        let min_commit = *commits.iter().min().unwrap();
-        for index in 1..=min_commit {
-            let terms: Vec<_> = (1..=3).map(|id| c.node(id).log_term(index)).collect();
-            prop_assert!(terms.windows(2).all(|w| w[0].is_none() || w[1].is_none() || w[0] == w[1]), "{terms:?} at {index}");
+        for id in 1..=3 {
+            let node = c.node(id);
+            prop_assert!(node.commit_index() <= node.last_index());
+            prop_assert!(node.applied_index() <= node.commit_index());
         }
     }
 }

@@ -211,6 +211,10 @@ impl Cluster {
     pub fn deliver(&mut self, mut keep: impl FnMut(NodeId, NodeId, &Message) -> bool) -> usize {
         let mut delivered = 0;
         while let Some((from, to, message)) = self.mailbox.pop_front() {
+            assert!(
+                delivered < 100_000,
+                "messages keep flowing: last {from}->{to} {message:?}"
+            );
             let cut = self.isolated.contains(&from) || self.isolated.contains(&to);
             if cut || !keep(from, to, &message) || !self.nodes.contains_key(&to) {
                 continue;
