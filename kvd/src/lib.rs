@@ -4,4 +4,5 @@
 //! client sessions ([`state_machine`]).
 
 pub mod command;
+pub mod config;
 pub mod state_machine;
