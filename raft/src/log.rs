@@ -118,6 +118,9 @@ impl RaftLog {
         let last = last.min(self.last_index);
         let start = (first - self.cache_first) as usize;
         let end = (last - self.cache_first) as usize;
+        if max_bytes == usize::MAX {
+            return Some(self.cache.range(start..=end).cloned().collect());
+        }
         let mut out = Vec::with_capacity(end + 1 - start);
         let mut bytes = 0;
         for entry in self.cache.range(start..=end) {

@@ -166,6 +166,16 @@ fn quorum_index(set: &BTreeSet<NodeId>, matched: &mut impl FnMut(NodeId) -> Inde
     if set.is_empty() {
         return Index::MAX;
     }
+    const INLINE: usize = 8;
+    if set.len() <= INLINE {
+        let mut indexes = [0; INLINE];
+        for (slot, &id) in indexes.iter_mut().zip(set) {
+            *slot = matched(id);
+        }
+        let indexes = &mut indexes[..set.len()];
+        indexes.sort_unstable_by(|a, b| b.cmp(a));
+        return indexes[set.len() / 2];
+    }
     let mut indexes: Vec<Index> = set.iter().map(|&id| matched(id)).collect();
     indexes.sort_unstable_by(|a, b| b.cmp(a));
     indexes[set.len() / 2]

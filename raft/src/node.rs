@@ -643,7 +643,8 @@ impl Node {
         } else {
             self.next_token
         };
-        for (to, message) in std::mem::take(&mut self.outbox) {
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for (to, message) in outbox.drain(..) {
             let gate = self.gated.back().map_or(gate, |&(t, _, _)| t.max(gate));
             if gate <= self.durable_token {
                 self.outputs.push_back(Output::Send { to, message });
@@ -651,6 +652,7 @@ impl Node {
                 self.gated.push_back((gate, to, message));
             }
         }
+        self.outbox = outbox; // keep the allocation for the next flush
     }
 
     fn clamp_stable(&mut self, last_kept: Index) {

@@ -21,9 +21,10 @@ impl Node {
         }
         self.replicate_pending = false;
         self.commit_broadcast = self.commit;
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for peer in peers {
+        let mut next = self.progress.keys().next().copied();
+        while let Some(peer) = next {
             self.send_append(peer, commit_changed);
+            next = self.progress.range(peer + 1..).next().map(|(&id, _)| id);
         }
     }
 
