@@ -1,0 +1,62 @@
+//! Durable storage for a Raft node: a segmented, checksummed write-ahead log for log entries
+//! and the hard state, plus snapshot files.
+//!
+//! # Why a crate of its own
+//!
+//! kvd's node loop is its only user today, but the storage has no business with gRPC, the
+//! state machine or the transport, and its tests (crash cuts at every byte, corruption, a
+//! model-based property test) are heavy enough to deserve their own `cargo test -p storage`.
+//! Keeping it apart also keeps the dependency direction obvious: `storage` depends on `raft`
+//! for the types it stores ([`raft::Persist`], [`raft::Entry`], [`raft::HardState`],
+//! [`raft::Snapshot`]) and on nothing async. All IO is synchronous `std::fs`; kvd runs it on
+//! a dedicated thread through [`Persister`].
+//!
+//! # Layout on disk
+//!
+//! ```text
+//! <dir>/wal/<seq>-<first-index>.seg   append-only segments (default 64 MiB), see `segment.rs`
+//! <dir>/snap/<term>-<index>.snap      snapshots with a checksum, see `snapshot_file.rs`
+//! ```
+//!
+//! Each WAL record is `[u32 length][u32 crc32c][u8 kind][u32 header crc32c][postcard payload]`
+//! (`record.rs`): the record checksum covers length, kind and payload, and the header carries
+//! a checksum of its own, so a damaged length is recognised before it is trusted. Record kinds:
+//! segment header, entries, hard state, truncation, snapshot reset. One [`Storage::persist`]
+//! writes a group of records that always ends with a hard-state record — the group's commit
+//! point — so a persist is recovered whole or not at all.
+//!
+//! # Recovery
+//!
+//! [`Storage::open`] loads the newest snapshot and replays the WAL after it. A torn final
+//! record is cut off and reported ([`RecoveryReport`]); any other damage — a checksum mismatch
+//! in the middle of the log (the length field included), a missing segment, a snapshot that
+//! fails its checksum — fails with a [`StorageError`] naming the file and byte offset. The
+//! rules are spelled out in `recovery.rs` and `segment.rs`.
+//!
+//! # Modules
+//!
+//! - `record`: record framing and payloads; `segment`: segment files and torn-tail rules;
+//! - `snapshot_file`: snapshot files; `index`: the in-memory entry index (≤ 24 bytes/entry);
+//! - `storage`: [`Storage`] and its write path; `recovery`: [`Storage::open`];
+//! - `persister`: [`Persister`], the group-commit thread; `policy`: [`SnapshotPolicy`];
+//! - `options`, `stats`, `error`.
+
+mod error;
+mod index;
+mod options;
+mod persister;
+mod policy;
+mod record;
+mod recovery;
+mod segment;
+mod snapshot_file;
+mod stats;
+mod storage;
+
+pub use error::{Result, StorageError};
+pub use options::Options;
+pub use persister::{Event, Job, Persister};
+pub use policy::SnapshotPolicy;
+pub use recovery::{Recovered, RecoveryReport, TailCut};
+pub use stats::StorageStats;
+pub use storage::Storage;
