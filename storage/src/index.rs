@@ -1,9 +1,9 @@
 //! [`EntryIndex`]: where each live log entry sits on disk, in a few bytes per entry.
 //!
-//! Entries are written in records of consecutive entries, so the index keeps one 24-byte
+//! Entries are written in records of consecutive entries, so the index keeps one 16-byte
 //! [`RecordLoc`] per entries record (not per entry) and one `(first index, term)` pair per run
-//! of equal terms. The cost is at most 24 bytes per entry (one entry per record) and far less
-//! with batching; [`EntryIndex::heap_bytes`] reports it.
+//! of equal terms. With one entry per record and a vector at worst half full that is at most
+//! 32 bytes per entry, and far less with batching; [`EntryIndex::heap_bytes`] reports it.
 
 use raft::{Index, Term};
 
@@ -12,9 +12,10 @@ use raft::{Index, Term};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RecordLoc {
     pub(crate) first: Index,
-    pub(crate) seq: u64,
+    /// The segment's sequence number.
+    pub(crate) seq: u32,
+    /// Byte offset of the record in the segment.
     pub(crate) offset: u32,
-    pub(crate) len: u32,
 }
 
 /// The live log: the position it starts after, and the locations and terms of its entries.
@@ -86,6 +87,19 @@ impl EntryIndex {
         self.locs.truncate(keep);
         let keep = self.terms.partition_point(|run| run.0 < from);
         self.terms.truncate(keep);
+        self.shrink();
+    }
+
+    /// Gives memory back once the vectors are less than half full, so the index stays within
+    /// twice its live size (32 bytes per entry at one entry per record).
+    pub(crate) fn shrink(&mut self) {
+        if self.locs.capacity() > 2 * self.locs.len() + 16 {
+            self.locs.shrink_to(self.locs.len() + self.locs.len() / 2);
+        }
+        if self.terms.capacity() > 2 * self.terms.len() + 16 {
+            self.terms
+                .shrink_to(self.terms.len() + self.terms.len() / 2);
+        }
     }
 
     /// Replaces the whole log by an empty one after (`index`, `term`).
@@ -110,6 +124,7 @@ impl EntryIndex {
         self.terms[0].0 = index + 1;
         self.base_index = index;
         self.base_term = term;
+        self.shrink();
     }
 
     /// The records holding `first..=last` (which must lie inside the log), each with the range
@@ -135,7 +150,7 @@ impl EntryIndex {
 
     /// The oldest segment that still holds live entries.
     pub(crate) fn oldest_seq(&self) -> Option<u64> {
-        self.locs.first().map(|loc| loc.seq)
+        self.locs.first().map(|loc| u64::from(loc.seq))
     }
 
     /// Heap bytes held by the index.
@@ -160,7 +175,6 @@ mod tests {
             first,
             seq: 1,
             offset,
-            len: 10,
         }
     }
 
@@ -172,8 +186,8 @@ mod tests {
     }
 
     #[test]
-    fn record_loc_is_24_bytes() {
-        assert_eq!(size_of::<RecordLoc>(), 24);
+    fn record_loc_is_16_bytes() {
+        assert_eq!(size_of::<RecordLoc>(), 16);
     }
 
     #[test]

@@ -36,7 +36,7 @@
 //! # Modules
 //!
 //! - `record`: record framing and payloads; `segment`: segment files and torn-tail rules;
-//! - `snapshot_file`: snapshot files; `index`: the in-memory entry index (≤ 24 bytes/entry);
+//! - `snapshot_file`: snapshot files; `index`: the in-memory entry index (≤ 32 bytes/entry);
 //! - `storage`: [`Storage`] and its write path; `recovery`: [`Storage::open`];
 //! - `persister`: [`Persister`], the group-commit thread; `policy`: [`SnapshotPolicy`];
 //! - `options`, `stats`, `error`.

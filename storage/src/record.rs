@@ -86,6 +86,9 @@ pub(crate) enum Record {
     Truncate {
         /// First voided index.
         from: Index,
+        /// Term of the entry before it: lets recovery place the cut even when that entry sat
+        /// in a segment that compaction has since removed.
+        prev_term: Term,
     },
     /// A snapshot replaced the whole log: the log is now empty after (`index`, `term`).
     SnapshotReset {
@@ -189,9 +192,10 @@ pub(crate) fn decode_record(kind: u8, payload: &[u8]) -> Result<Record, String> 
             Record::Entries(entries)
         }
         Kind::HardState => Record::HardState(decode_all(payload).map_err(bad)?),
-        Kind::Truncate => Record::Truncate {
-            from: decode_all(payload).map_err(bad)?,
-        },
+        Kind::Truncate => {
+            let (from, prev_term) = decode_all(payload).map_err(bad)?;
+            Record::Truncate { from, prev_term }
+        }
         Kind::SnapshotReset => {
             let (index, term) = decode_all(payload).map_err(bad)?;
             Record::SnapshotReset { index, term }
@@ -236,7 +240,7 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, record: &Record) {
         Record::SegmentHeader(header) => encode(out, Kind::SegmentHeader, header),
         Record::Entries(entries) => encode(out, Kind::Entries, entries),
         Record::HardState(hard_state) => encode(out, Kind::HardState, hard_state),
-        Record::Truncate { from } => encode(out, Kind::Truncate, from),
+        Record::Truncate { from, prev_term } => encode(out, Kind::Truncate, &(from, prev_term)),
         Record::SnapshotReset { index, term } => encode(out, Kind::SnapshotReset, &(index, term)),
     }
 }
@@ -260,7 +264,10 @@ mod tests {
                 Entry::new(4, 43, EntryPayload::Noop),
             ]),
             Record::HardState(HardState::new(4, None, 43)),
-            Record::Truncate { from: 43 },
+            Record::Truncate {
+                from: 43,
+                prev_term: 3,
+            },
             Record::SnapshotReset { index: 9, term: 2 },
         ]
     }

@@ -139,6 +139,9 @@ struct Replay {
     segments: BTreeMap<u64, SegmentInfo>,
     last_seq: Option<u64>,
     first_path: Option<PathBuf>,
+    /// True while the log's base is the first segment's header position (entries before it
+    /// may have been compacted away), false once an installed snapshot reset it.
+    base_is_segment_start: bool,
 }
 
 impl Replay {
@@ -150,6 +153,7 @@ impl Replay {
             segments: BTreeMap::new(),
             last_seq: None,
             first_path: None,
+            base_is_segment_start: true,
         }
     }
 
@@ -216,34 +220,49 @@ impl Replay {
                             format!("entries start at index {first}, expected {expected}"),
                         ));
                     }
+                    let too_big = || StorageError::corrupt(path, offset, "segment past 4 GiB");
                     let loc = RecordLoc {
                         first,
-                        seq,
-                        offset: u32::try_from(offset).map_err(|_| {
-                            StorageError::corrupt(path, offset, "record beyond 4 GiB")
-                        })?,
-                        len: located.len,
+                        seq: u32::try_from(seq).map_err(|_| too_big())?,
+                        offset: u32::try_from(offset).map_err(|_| too_big())?,
                     };
                     self.index.append(loc, entries.iter().map(Entry::term));
                     self.entries.extend(entries);
                     let info = self.segments.get_mut(&seq).expect("segment started");
                     info.max_index = info.max_index.max(self.index.last_index());
                 }
-                Record::Truncate { from } => {
+                Record::Truncate { from, prev_term } => {
                     let (base, last) = (self.index.base_index(), self.index.last_index());
-                    if from <= base || from > last + 1 {
+                    if from > last + 1 || (from <= base && !self.base_is_segment_start) {
                         return Err(StorageError::corrupt(
                             path,
                             offset,
                             format!("truncation from index {from} outside the log {base}..={last}"),
                         ));
                     }
-                    self.index.truncate(from);
-                    self.entries.truncate((from - base - 1) as usize);
+                    if from <= base {
+                        // The cut falls into segments removed by compaction (a snapshot covers
+                        // them); the log continues after (from - 1, prev_term).
+                        self.index.reset(from - 1, prev_term);
+                        self.entries.clear();
+                    } else {
+                        if self.index.term_at(from - 1) != Some(prev_term) {
+                            return Err(StorageError::corrupt(
+                                path,
+                                offset,
+                                format!(
+                                    "truncation from index {from} expects term {prev_term} before it"
+                                ),
+                            ));
+                        }
+                        self.index.truncate(from);
+                        self.entries.truncate((from - base - 1) as usize);
+                    }
                 }
                 Record::SnapshotReset { index, term } => {
                     self.index.reset(index, term);
                     self.entries.clear();
+                    self.base_is_segment_start = false;
                 }
                 Record::HardState(hard_state) => self.hard_state = hard_state,
                 Record::SegmentHeader(_) => unreachable!("rejected by the segment reader"),
@@ -416,6 +435,7 @@ impl Storage {
             storage.write_record(&Record::HardState(storage.hard_state))?;
             storage.index.reset(meta.index(), meta.term());
         }
+        storage.index.shrink();
         storage.sync()?;
 
         let restore = RestoreState {

@@ -180,8 +180,13 @@ impl Storage {
         if let Some(first) = entries.first()
             && first.index() <= self.index.last_index()
         {
+            let prev_term = self
+                .index
+                .term_at(first.index() - 1)
+                .expect("the entry before a kept suffix is in the log");
             self.write_record(&Record::Truncate {
                 from: first.index(),
+                prev_term,
             })?;
             self.index.truncate(first.index());
         }
@@ -204,13 +209,11 @@ impl Storage {
         record::encode(&mut self.buffer, Kind::Entries, &chunk);
         let len = self.buffer.len() - start;
         self.active.len += len as u64;
+        let too_big = || StorageError::corrupt(&self.active.path, offset, "segment past 4 GiB");
         let loc = RecordLoc {
             first: chunk[0].index(),
-            seq: self.active.seq,
-            offset: u32::try_from(offset).map_err(|_| {
-                StorageError::corrupt(&self.active.path, offset, "segment grew past 4 GiB")
-            })?,
-            len: len as u32,
+            seq: u32::try_from(self.active.seq).map_err(|_| too_big())?,
+            offset: u32::try_from(offset).map_err(|_| too_big())?,
         };
         self.index.append(loc, chunk.iter().map(Entry::term));
         let last = self.index.last_index();
@@ -320,16 +323,25 @@ impl Storage {
         let mut open: Option<(u64, File)> = None;
         let locs: Vec<_> = self.index.locate(first, last).collect();
         for (loc, live_from, live_to) in locs {
-            let path = &self.segment_path(loc.seq)?;
-            if open.as_ref().is_none_or(|(seq, _)| *seq != loc.seq) {
+            let seq = u64::from(loc.seq);
+            let path = &self.segment_path(seq)?;
+            if open.as_ref().is_none_or(|(open_seq, _)| *open_seq != seq) {
                 let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
-                open = Some((loc.seq, file));
+                open = Some((seq, file));
             }
             let file = &open.as_ref().expect("opened above").1;
-            let mut bytes = vec![0; loc.len as usize];
-            file.read_exact_at(&mut bytes, u64::from(loc.offset))
-                .map_err(|e| StorageError::io(path, e))?;
             let offset = u64::from(loc.offset);
+            let mut bytes = vec![0; record::HEADER_LEN];
+            file.read_exact_at(&mut bytes, offset)
+                .map_err(|e| StorageError::io(path, e))?;
+            if let Frame::PastEnd { missing } = record::decode_frame(&bytes) {
+                bytes.resize(record::HEADER_LEN + missing, 0);
+                file.read_exact_at(
+                    &mut bytes[record::HEADER_LEN..],
+                    offset + record::HEADER_LEN as u64,
+                )
+                .map_err(|e| StorageError::io(path, e))?;
+            }
             let Frame::Valid { kind, payload, .. } = record::decode_frame(&bytes) else {
                 return Err(StorageError::corrupt(
                     path,
@@ -467,7 +479,7 @@ impl Storage {
         self.counters.snapshot()
     }
 
-    /// Heap bytes of the in-memory entry index (at most 24 per live entry).
+    /// Heap bytes of the in-memory entry index (at most 32 per live entry).
     pub fn index_bytes(&self) -> usize {
         self.index.heap_bytes()
     }
