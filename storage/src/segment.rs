@@ -45,7 +45,6 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
 #[derive(Debug)]
 pub(crate) struct Located {
     pub(crate) offset: u64,
-    pub(crate) len: u32,
     pub(crate) record: Record,
 }
 
@@ -73,7 +72,6 @@ pub(crate) fn scan(path: &Path, bytes: &[u8], is_last: bool) -> Result<Option<Sc
                     .map_err(|reason| StorageError::corrupt(path, at as u64, reason))?;
                 records.push(Located {
                     offset: at as u64,
-                    len: len as u32,
                     record,
                 });
                 at += len;
