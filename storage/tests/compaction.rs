@@ -56,7 +56,7 @@ fn a_truncation_reaching_into_a_compacted_segment_replays() {
     let dir = scratch();
     let mut model = Model::default();
     let (mut storage, _) = Storage::open(dir.path(), options()).unwrap();
-    let mut write = |storage: &mut Storage, model: &mut Model, new: Vec<raft::Entry>| {
+    let write = |storage: &mut Storage, model: &mut Model, new: Vec<raft::Entry>| {
         storage.persist_parts(None, &new, None).unwrap();
         model.persist(None, &new, None);
         storage.sync().unwrap();
