@@ -93,7 +93,7 @@ impl Persister {
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("storage-persister".into())
-            .spawn(move || run(storage, &queue, on_event))
+            .spawn(move || run(storage, queue, on_event))
             .expect("spawning the persister thread");
         Self {
             jobs: Some(jobs),
@@ -133,7 +133,7 @@ impl Drop for Persister {
 
 fn run(
     mut storage: Storage,
-    queue: &Receiver<Job>,
+    queue: Receiver<Job>,
     mut on_event: impl FnMut(Event),
 ) -> Option<Storage> {
     let counters = storage.counters();
@@ -145,6 +145,8 @@ fn run(
         match carry_out(&mut storage, batch) {
             Ok(events) => events.into_iter().for_each(&mut on_event),
             Err(error) => {
+                // Close the queue first: once the failure is seen, submitting fails.
+                drop(queue);
                 on_event(Event::Failed(error));
                 return None;
             }
