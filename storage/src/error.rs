@@ -1,9 +1,9 @@
 //! [`StorageError`]: everything that can go wrong in the storage, as one enum.
 //!
 //! Corruption always names the file and the byte offset where the damaged data starts, so an
-//! operator can look at it (or hand it to [`an operator`]). Nothing is ever skipped silently:
-//! the only damage recovery repairs by itself is a torn final record, and it reports that in
-//! [`crate::RecoveryReport`].
+//! operator can look at it (or run [`crate::repair`], which lists what it drops). Nothing is
+//! ever skipped silently: the only damage recovery repairs by itself is a torn final record,
+//! and it reports that in [`crate::RecoveryReport`].
 
 use std::io;
 use std::path::PathBuf;

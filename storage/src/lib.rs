@@ -31,7 +31,8 @@
 //! record is cut off and reported ([`RecoveryReport`]); any other damage — a checksum mismatch
 //! in the middle of the log (the length field included), a missing segment, a snapshot that
 //! fails its checksum — fails with a [`StorageError`] naming the file and byte offset. The
-//! rules are spelled out in `recovery.rs` and `segment.rs`.
+//! rules are spelled out in `recovery.rs` and `segment.rs`. [`repair`] is the explicit,
+//! operator-run way past a corrupt segment; it reports every byte it drops.
 //!
 //! # Modules
 //!
@@ -39,6 +40,7 @@
 //! - `snapshot_file`: snapshot files; `index`: the in-memory entry index (≤ 32 bytes/entry);
 //! - `storage`: [`Storage`] and its write path; `recovery`: [`Storage::open`];
 //! - `persister`: [`Persister`], the group-commit thread; `policy`: [`SnapshotPolicy`];
+//! - `repair`: [`repair`], the explicit way past a corrupt segment (it lists what it drops);
 //! - `options`, `stats`, `error`.
 
 mod error;
@@ -48,6 +50,7 @@ mod persister;
 mod policy;
 mod record;
 mod recovery;
+mod repair;
 mod segment;
 mod snapshot_file;
 mod stats;
@@ -58,5 +61,6 @@ pub use options::Options;
 pub use persister::{Event, Job, Persister};
 pub use policy::SnapshotPolicy;
 pub use recovery::{Recovered, RecoveryReport, TailCut};
+pub use repair::{RepairAction, RepairReport, repair};
 pub use stats::StorageStats;
 pub use storage::Storage;

@@ -289,3 +289,51 @@ fn zeros_after_the_last_record_are_the_end_of_the_log() {
     assert!(model.matches(&recovered));
     assert_eq!(recovered.report().cut(), None);
 }
+
+#[test]
+fn repair_cuts_at_the_damage_and_says_what_it_dropped() {
+    let dir = scratch();
+    let (_, groups) = build(dir.path(), false);
+    let files = segments(dir.path());
+    let (path, starts) = &groups[1];
+    let victim = starts[3];
+    flip(path, victim + 20, 2);
+    let err = Storage::open(dir.path(), options()).unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+
+    let report = storage::repair(dir.path(), options()).unwrap();
+    let actions = report.actions();
+    match &actions[0] {
+        storage::RepairAction::Cut {
+            path: cut, offset, ..
+        } => {
+            assert_eq!(cut, path);
+            assert_eq!(*offset, victim);
+        }
+        other => panic!("{other:?}"),
+    }
+    let position = files.iter().position(|f| f == path).unwrap();
+    let removed: Vec<&PathBuf> = actions
+        .iter()
+        .filter_map(|a| match a {
+            storage::RepairAction::Removed { path, .. } => Some(path),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, files[position + 1..].iter().collect::<Vec<_>>());
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("at byte offset {victim}"))
+    );
+
+    // The store opens again, with the log ending before the damaged persist.
+    let (_, recovered) = Storage::open(dir.path(), options()).unwrap();
+    let entries = &recovered.restore_state().entries;
+    assert!(!entries.is_empty());
+    assert!(entries.windows(2).all(|w| w[1].index() == w[0].index() + 1));
+    assert_eq!(
+        storage::repair(dir.path(), options()).unwrap().actions(),
+        &[]
+    );
+}
