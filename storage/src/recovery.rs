@@ -67,9 +67,15 @@ impl Recovered {
         &self.report
     }
 
-    /// True if the directory held no log and no snapshot: start with [`raft::Node::new`].
+    /// True if no snapshot was ever stored here: start with [`raft::Node::new`] (whose first
+    /// persist stores one), otherwise with [`raft::Node::restart`].
     pub fn is_fresh(&self) -> bool {
         self.fresh
+    }
+
+    /// Takes everything by value: `(restore state, snapshot, report)`.
+    pub fn into_parts(self) -> (RestoreState, Snapshot, RecoveryReport) {
+        (self.restore, self.snapshot, self.report)
     }
 }
 
@@ -350,7 +356,9 @@ impl Storage {
             }
         }
 
-        let fresh = replay.last_seq.is_none() && snapshots.is_empty();
+        // `raft::Node::new` stores a snapshot before anything else: without one, no node ever
+        // ran here (even if a segment was created before a crash).
+        let fresh = snapshots.is_empty();
         if replay.last_seq.unwrap_or(0) < snapshot_wal_seq {
             return Err(StorageError::MissingSegment {
                 path: wal_dir.clone(),

@@ -163,3 +163,22 @@ fn crash_between_an_installed_snapshot_file_and_its_log_records() {
     assert_eq!(again.restore_state().entries, restore.entries);
     assert_eq!(again.snapshot(), &installed);
 }
+
+#[test]
+fn a_store_that_crashed_before_its_first_persist_is_still_fresh() {
+    let dir = scratch();
+    drop(Storage::open(dir.path(), Options::new()).unwrap());
+    let (_, recovered) = Storage::open(dir.path(), Options::new()).unwrap();
+    assert!(
+        recovered.is_fresh(),
+        "no node stored its initial snapshot yet"
+    );
+    let (mut storage, _) = Storage::open(dir.path(), Options::new()).unwrap();
+    storage
+        .persist_parts(Some(&snapshot(0, 0)), &[], None)
+        .unwrap();
+    storage.sync().unwrap();
+    drop(storage);
+    let (_, recovered) = Storage::open(dir.path(), Options::new()).unwrap();
+    assert!(!recovered.is_fresh());
+}
