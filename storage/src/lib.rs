@@ -41,6 +41,7 @@
 //! - `storage`: [`Storage`] and its write path; `recovery`: [`Storage::open`];
 //! - `persister`: [`Persister`], the group-commit thread; `policy`: [`SnapshotPolicy`];
 //! - `repair`: [`repair`], the explicit way past a corrupt segment (it lists what it drops);
+//! - `prealloc`: zero-filled spare segments prepared off the write path;
 //! - `options`, `stats`, `error`.
 
 mod error;
@@ -48,6 +49,7 @@ mod index;
 mod options;
 mod persister;
 mod policy;
+mod prealloc;
 mod record;
 mod recovery;
 mod repair;

@@ -5,6 +5,7 @@
 pub struct Options {
     segment_size: u64,
     write_buffer: usize,
+    preallocate: bool,
 }
 
 impl Default for Options {
@@ -12,12 +13,13 @@ impl Default for Options {
         Self {
             segment_size: 64 << 20,
             write_buffer: 4 << 20,
+            preallocate: true,
         }
     }
 }
 
 impl Options {
-    /// The defaults: 64 MiB segments, 4 MiB write buffer.
+    /// The defaults: 64 MiB segments, 4 MiB write buffer, preallocated segments.
     pub fn new() -> Self {
         Self::default()
     }
@@ -33,6 +35,18 @@ impl Options {
     pub fn write_buffer(mut self, bytes: usize) -> Self {
         self.write_buffer = bytes;
         self
+    }
+
+    /// Whether new segments are made from zero-filled spares prepared in the background (see
+    /// `prealloc.rs`: fsyncs of overwritten blocks are cheaper than of appended ones). Files
+    /// then have their full size from the start; zeros past the last record end the log.
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
+        self
+    }
+
+    pub(crate) fn get_preallocate(&self) -> bool {
+        self.preallocate
     }
 
     pub(crate) fn get_segment_size(&self) -> u64 {

@@ -31,6 +31,7 @@ use raft::{Entry, HardState, RestoreState, Snapshot};
 use crate::error::{Result, StorageError};
 use crate::index::{EntryIndex, RecordLoc};
 use crate::options::Options;
+use crate::prealloc::Preallocator;
 use crate::record::{Record, SegmentHeader};
 use crate::segment::{self, Located};
 use crate::snapshot_file;
@@ -289,6 +290,7 @@ impl Storage {
             fs::create_dir_all(d).map_err(|e| StorageError::io(d, e))?;
         }
         snapshot_file::remove_temporaries(&snap_dir)?;
+        snapshot_file::remove_temporaries(&wal_dir)?;
         let counters = Arc::new(Counters::default());
         let mut report = RecoveryReport::default();
 
@@ -379,6 +381,7 @@ impl Storage {
         let seq = replay.last_seq.map_or(1, |s| s + 1);
         let active = create_segment(
             &wal_dir,
+            None,
             seq,
             SegmentHeader {
                 seq,
@@ -397,6 +400,9 @@ impl Storage {
         );
 
         let meta = snapshot.meta().clone();
+        let preallocator = options
+            .get_preallocate()
+            .then(|| Preallocator::start(&wal_dir, options.get_segment_size()));
         let mut storage = Self {
             wal_dir,
             snap_dir,
@@ -410,6 +416,7 @@ impl Storage {
             compaction_due: true,
             poisoned: false,
             unsynced_entries: 0,
+            preallocator,
             counters,
         };
         let mut entries = replay.entries;

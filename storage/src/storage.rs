@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use raft::{Entry, HardState, Index, Persist, Snapshot, Term};
 use crate::error::{Result, StorageError};
 use crate::index::{EntryIndex, RecordLoc};
 use crate::options::Options;
+use crate::prealloc::{Preallocator, Spare};
 use crate::record::{self, Frame, Kind, Record, SegmentHeader};
 use crate::segment;
 use crate::snapshot_file;
@@ -37,6 +37,8 @@ pub(crate) struct Active {
     pub(crate) file: File,
     /// Bytes in the file plus bytes still in the buffer.
     pub(crate) len: u64,
+    /// Bytes handed to the OS (the file may be longer: a preallocated spare).
+    pub(crate) written: u64,
     /// Set when bytes were handed to the OS since the last fsync.
     pub(crate) dirty: bool,
 }
@@ -92,6 +94,7 @@ pub struct Storage {
     pub(crate) poisoned: bool,
     pub(crate) unsynced_entries: u64,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) preallocator: Option<Preallocator>,
 }
 
 impl Storage {
@@ -246,8 +249,9 @@ impl Storage {
         }
         self.active
             .file
-            .write_all(&self.buffer)
+            .write_all_at(&self.buffer, self.active.written)
             .map_err(|e| StorageError::io(&self.active.path, e))?;
+        self.active.written += self.buffer.len() as u64;
         Counters::add(&self.counters.bytes_written, self.buffer.len() as u64);
         self.buffer.clear();
         self.active.dirty = true;
@@ -287,8 +291,10 @@ impl Storage {
     fn roll(&mut self) -> Result<()> {
         self.sync_wal()?;
         let seq = self.active.seq + 1;
+        let spare = self.preallocator.as_mut().and_then(Preallocator::take);
         let active = create_segment(
             &self.wal_dir,
+            spare,
             seq,
             SegmentHeader {
                 seq,
@@ -531,9 +537,11 @@ fn chunks(entries: &[Entry]) -> impl Iterator<Item = &[Entry]> {
     })
 }
 
-/// Creates segment `seq` holding just its header, durably (file and directory fsynced).
+/// Creates segment `seq` holding just its header, durably (file and directory fsynced), from a
+/// zero-filled spare if one is given.
 pub(crate) fn create_segment(
     wal_dir: &Path,
+    spare: Option<Spare>,
     seq: u64,
     header: SegmentHeader,
     counters: &Counters,
@@ -541,12 +549,18 @@ pub(crate) fn create_segment(
     let path = wal_dir.join(segment::file_name(seq, header.prev_index + 1));
     let mut bytes = Vec::new();
     record::encode_record(&mut bytes, &Record::SegmentHeader(header));
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| StorageError::io(&path, e))?;
-    file.write_all(&bytes)
+    let file = match spare {
+        Some(spare) => {
+            fs::rename(&spare.path, &path).map_err(|e| StorageError::io(&path, e))?;
+            spare.file
+        }
+        None => OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StorageError::io(&path, e))?,
+    };
+    file.write_all_at(&bytes, 0)
         .and_then(|()| file.sync_data())
         .map_err(|e| StorageError::io(&path, e))?;
     snapshot_file::sync_dir(wal_dir)?;
@@ -557,6 +571,7 @@ pub(crate) fn create_segment(
         path,
         file,
         len: bytes.len() as u64,
+        written: bytes.len() as u64,
         dirty: false,
     })
 }

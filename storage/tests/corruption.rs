@@ -12,7 +12,7 @@ use raft::HardState;
 use storage::{Options, Storage, StorageError};
 
 fn options() -> Options {
-    Options::new().segment_size(4096)
+    Options::new().segment_size(4096).preallocate(false)
 }
 
 /// A store over several segments. Returns the model and, per segment file, the offsets where
