@@ -18,6 +18,11 @@
 //! <dir>/snap/<term>-<index>.snap      snapshots with a checksum, see `snapshot_file.rs`
 //! ```
 //!
+//! DESIGN.md names segments `<first-index>.seg`; the sequence number in front is ours: after a
+//! truncation two segments can start at the same index, and a gap in the sequence is how a
+//! missing segment is noticed. Segments are preallocated with zeros (`prealloc.rs`); zeros past
+//! the last record are the end of the log.
+//!
 //! Each WAL record is `[u32 length][u32 crc32c][u8 kind][u32 header crc32c][postcard payload]`
 //! (`record.rs`): the record checksum covers length, kind and payload, and the header carries
 //! a checksum of its own, so a damaged length is recognised before it is trusted. Record kinds:
@@ -33,6 +38,13 @@
 //! fails its checksum — fails with a [`StorageError`] naming the file and byte offset. The
 //! rules are spelled out in `recovery.rs` and `segment.rs`. [`repair`] is the explicit,
 //! operator-run way past a corrupt segment; it reports every byte it drops.
+//!
+//! # Limits
+//!
+//! - Damage to the very last record of the log cannot be told from a torn write: it is cut and
+//!   reported, like a torn write.
+//! - A lost final segment is detected only if a snapshot was saved while it (or a later one)
+//!   was being written; each snapshot records the segment then active.
 //!
 //! # Modules
 //!
