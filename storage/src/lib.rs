@@ -43,6 +43,9 @@
 //!
 //! - Damage to the very last record of the log cannot be told from a torn write: it is cut and
 //!   reported, like a torn write.
+//! - A crash whose out-of-order page writeback kept a later unsynced record but not an earlier
+//!   one is reported as corruption (valid data follows the damage): a false alarm that stops
+//!   the node instead of a silent cut. [`repair`] resolves it, dropping only unsynced data.
 //! - A lost final segment is detected only if a snapshot was saved while it (or a later one)
 //!   was being written; each snapshot records the segment then active.
 //!
