@@ -1,0 +1,3 @@
+//! Placeholder until the TCP benches land.
+
+fn main() {}
