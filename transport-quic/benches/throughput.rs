@@ -1,0 +1,3 @@
+//! Placeholder until the QUIC benches land.
+
+fn main() {}
