@@ -30,6 +30,8 @@
 //! ```
 
 mod backoff;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod codec;
 mod config;
 pub mod conformance;

@@ -45,3 +45,19 @@ pub fn seq(message: &Message) -> Option<u64> {
         _ => None,
     }
 }
+
+/// An append whose `prev_index` is `seq` and whose `commit` carries `stamp` (benches put a
+/// send time there), with one command sharing `payload`.
+pub fn stamped_append(seq: u64, stamp: u64, payload: &Bytes) -> Message {
+    Message::Append {
+        term: 1,
+        prev_index: seq,
+        prev_term: 1,
+        entries: vec![Entry::new(
+            1,
+            seq + 1,
+            EntryPayload::Command(payload.clone()),
+        )],
+        commit: stamp,
+    }
+}
