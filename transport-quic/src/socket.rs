@@ -11,9 +11,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use quinn::udp::{RecvMeta, Transmit};
+use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
 use quinn::{AsyncUdpSocket, Runtime, TokioRuntime, UdpPoller};
 use tokio::sync::oneshot;
+use tracing::debug;
+
+/// Requested size of the UDP send and receive buffers.
+const SOCKET_BUFFER_BYTES: usize = 8 << 20;
 
 /// Completes once the socket is closed.
 pub(crate) type SocketReleased = oneshot::Receiver<()>;
@@ -21,6 +25,7 @@ pub(crate) type SocketReleased = oneshot::Receiver<()>;
 /// Binds `addr` and wraps the socket for quinn; the receiver completes when it is closed.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<(Arc<dyn AsyncUdpSocket>, SocketReleased)> {
     let socket = std::net::UdpSocket::bind(addr)?;
+    enlarge_buffers(&socket);
     let inner = TokioRuntime.wrap_udp_socket(socket)?;
     let (tx, rx) = oneshot::channel();
     let tracked = TrackedSocket {
@@ -28,6 +33,19 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<(Arc<dyn AsyncUdpSocket>, Soc
         _released: ReleaseSignal(Some(tx)),
     };
     Ok((Arc::new(tracked), rx))
+}
+
+/// Asks for larger socket buffers than the usual 208 KiB default: bursts of full-size
+/// datagrams overflow it and the resulting drops throttle throughput through congestion
+/// control. The kernel caps the request at `net.core.{r,w}mem_max`; failure is not fatal.
+fn enlarge_buffers(socket: &std::net::UdpSocket) {
+    let sized = UdpSocketState::new(socket.into()).and_then(|state| {
+        state.set_recv_buffer_size(socket.into(), SOCKET_BUFFER_BYTES)?;
+        state.set_send_buffer_size(socket.into(), SOCKET_BUFFER_BYTES)
+    });
+    if let Err(e) = sized {
+        debug!("cannot enlarge UDP socket buffers: {e}");
+    }
 }
 
 /// Fields drop in order: the inner socket first, then the signal.

@@ -29,6 +29,9 @@ const ALPN: &[u8] = b"kv-raft/1";
 const STREAM_WINDOW: u32 = 16 << 20;
 /// Per-connection receive and send windows.
 const CONNECTION_WINDOW: u32 = 64 << 20;
+/// Upper bound of path MTU discovery. Probing stops at the real path MTU, so this only lets
+/// links with large MTUs (loopback, jumbo frames) use fewer, larger datagrams.
+const MAX_UDP_PAYLOAD: u16 = 65_000;
 /// A silent peer is declared gone after this long (keep-alives flow much more often).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive period, so that idle links stay up and a dead peer is noticed.
@@ -140,6 +143,8 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut mtu_discovery = quinn::MtuDiscoveryConfig::default();
+    mtu_discovery.upper_bound(MAX_UDP_PAYLOAD);
     let mut config = quinn::TransportConfig::default();
     config
         .stream_receive_window(STREAM_WINDOW.into())
@@ -147,6 +152,7 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .send_window(u64::from(CONNECTION_WINDOW))
         .max_concurrent_uni_streams(0u32.into())
         .keep_alive_interval(Some(KEEP_ALIVE))
+        .mtu_discovery_config(Some(mtu_discovery))
         .max_idle_timeout(Some(
             IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt"),
         ));

@@ -4,7 +4,8 @@
 //! (about 100 bytes on the wire) and the throughput of 1 MiB appends on one peer link, both
 //! with criterion, then a plain report with rates and latency percentiles (hdrhistogram): the
 //! latency of messages under full load (send to delivery, queueing included) and the round
-//! trip of one heartbeat at a time.
+//! trip of one heartbeat at a time. With `BENCH_REPORT_ONLY` set in the environment only the
+//! plain report runs.
 
 use std::time::{Duration, Instant};
 
@@ -37,39 +38,10 @@ pub fn run(name: &str, harness: impl Harness) {
     let small = Bytes::from(vec![7u8; SMALL_PAYLOAD]);
     let large = Bytes::from(vec![7u8; LARGE_PAYLOAD]);
 
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .configure_from_args();
-    let mut group = criterion.benchmark_group(name);
-    group.throughput(Throughput::Elements(SMALL_BATCH));
-    group.bench_function("small_appends", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(stream_many(
-                &sender,
-                &mut receiver,
-                iters,
-                SMALL_BATCH,
-                &small,
-            ))
-        })
-    });
-    group.throughput(Throughput::Bytes(LARGE_BATCH * LARGE_PAYLOAD as u64));
-    group.bench_function("large_appends_1MiB", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(stream_many(
-                &sender,
-                &mut receiver,
-                iters,
-                LARGE_BATCH,
-                &large,
-            ))
-        })
-    });
-    group.finish();
-    criterion.final_summary();
-
+    let report_only = std::env::var_os("BENCH_REPORT_ONLY").is_some();
+    if !report_only {
+        criterion_benches(name, &runtime, &sender, &mut receiver, &small, &large);
+    }
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
@@ -91,6 +63,36 @@ pub fn run(name: &str, harness: impl Harness) {
         sender.transport.shutdown().await;
         receiver.transport.shutdown().await;
     });
+}
+
+fn criterion_benches(
+    name: &str,
+    runtime: &tokio::runtime::Runtime,
+    sender: &TestNode,
+    receiver: &mut TestNode,
+    small: &Bytes,
+    large: &Bytes,
+) {
+    let mut criterion = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    let mut group = criterion.benchmark_group(name);
+    group.throughput(Throughput::Elements(SMALL_BATCH));
+    group.bench_function("small_appends", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(stream_many(sender, receiver, iters, SMALL_BATCH, small))
+        })
+    });
+    group.throughput(Throughput::Bytes(LARGE_BATCH * LARGE_PAYLOAD as u64));
+    group.bench_function("large_appends_1MiB", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(stream_many(sender, receiver, iters, LARGE_BATCH, large))
+        })
+    });
+    group.finish();
+    criterion.final_summary();
 }
 
 fn frame_bytes(payload: &Bytes) -> usize {
