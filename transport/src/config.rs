@@ -40,6 +40,7 @@ pub struct TransportConfig {
     max_snapshot_bytes: usize,
     control_queue: usize,
     bulk_queue: usize,
+    bulk_queue_bytes: usize,
     snapshot_queue: usize,
     event_queue: usize,
     batch_bytes: usize,
@@ -70,6 +71,7 @@ impl TransportConfig {
             max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
             control_queue: 1024,
             bulk_queue: 1024,
+            bulk_queue_bytes: 64 * 1024 * 1024,
             snapshot_queue: 2,
             event_queue: 4096,
             batch_bytes: 256 * 1024,
@@ -105,6 +107,14 @@ impl TransportConfig {
         self.control_queue = control.max(1);
         self.bulk_queue = bulk.max(1);
         self.snapshot_queue = snapshot.max(1);
+        self
+    }
+
+    /// Bound of the bulk lane in bytes of queued entries (besides its bound in messages), so
+    /// that large appends cannot pile up memory. A message is always accepted into an empty
+    /// lane.
+    pub fn with_bulk_queue_bytes(mut self, bytes: usize) -> Self {
+        self.bulk_queue_bytes = bytes;
         self
     }
 
@@ -190,6 +200,11 @@ impl TransportConfig {
     /// Bulk lane bound per peer.
     pub fn bulk_queue(&self) -> usize {
         self.bulk_queue
+    }
+
+    /// Bulk lane bound per peer, in bytes of queued entries.
+    pub fn bulk_queue_bytes(&self) -> usize {
+        self.bulk_queue_bytes
     }
 
     /// Snapshot lane bound per peer.

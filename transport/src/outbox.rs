@@ -6,8 +6,11 @@
 //! being written; snapshots travel on a connection/stream of their own. Order is kept within
 //! each lane; control messages may overtake queued appends, which Raft tolerates (a heartbeat
 //! carries a commit index capped at what the follower is known to hold). A full lane makes
-//! [`crate::Transport::send`] fail at once: the Raft core never awaits the network and recovers
+//! [`crate::Transport::send`] fail at once (the bulk lane is bounded in messages and in bytes): the Raft core never awaits the network and recovers
 //! from the lost message by re-probing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use raft::Message;
 use tokio::sync::mpsc;
@@ -37,11 +40,45 @@ impl Lane {
     }
 }
 
+/// Approximate bytes a bulk message holds, for the bulk lane's byte bound.
+fn bulk_size(message: &Message) -> usize {
+    const OVERHEAD: usize = 64;
+    match message {
+        Message::Append { entries, .. } => {
+            OVERHEAD + entries.iter().map(|e| e.size()).sum::<usize>()
+        }
+        _ => OVERHEAD,
+    }
+}
+
+/// Bytes queued in a bulk lane, shared by its two ends.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    queued: AtomicUsize,
+    limit: usize,
+}
+
+impl ByteBudget {
+    /// Takes `size` bytes from the budget; an empty lane always takes one message.
+    fn take(&self, size: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued + size <= self.limit).then_some(queued + size)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, size: usize) {
+        self.queued.fetch_sub(size, Ordering::AcqRel);
+    }
+}
+
 /// The sending ends of one peer's lanes.
 #[derive(Debug)]
 pub(crate) struct PeerSender {
     control: mpsc::Sender<Message>,
     bulk: mpsc::Sender<Message>,
+    bulk_bytes: Arc<ByteBudget>,
     snapshot: mpsc::Sender<Message>,
 }
 
@@ -49,12 +86,20 @@ impl PeerSender {
     /// Queues `message` without waiting; on a full (or closed) lane returns that lane.
     pub(crate) fn try_send(&self, message: Message) -> Result<(), Lane> {
         let lane = Lane::of(&message);
-        let sender = match lane {
-            Lane::Control => &self.control,
-            Lane::Bulk => &self.bulk,
-            Lane::Snapshot => &self.snapshot,
-        };
-        sender.try_send(message).map_err(|_| lane)
+        match lane {
+            Lane::Control => self.control.try_send(message).map_err(|_| lane),
+            Lane::Snapshot => self.snapshot.try_send(message).map_err(|_| lane),
+            Lane::Bulk => {
+                let size = bulk_size(&message);
+                if !self.bulk_bytes.take(size) {
+                    return Err(lane);
+                }
+                self.bulk.try_send(message).map_err(|_| {
+                    self.bulk_bytes.give_back(size);
+                    lane
+                })
+            }
+        }
     }
 }
 
@@ -65,6 +110,7 @@ pub(crate) enum Queues {
     Messages {
         control: mpsc::Receiver<Message>,
         bulk: mpsc::Receiver<Message>,
+        bulk_bytes: Arc<ByteBudget>,
     },
     /// The snapshot lane, for the snapshot connection.
     Snapshots(mpsc::Receiver<Message>),
@@ -82,10 +128,17 @@ impl Queues {
     /// Waits for the next message, control first; `None` once every sender is gone.
     pub(crate) async fn next(&mut self) -> Option<Message> {
         match self {
-            Self::Messages { control, bulk } => tokio::select! {
+            Self::Messages {
+                control,
+                bulk,
+                bulk_bytes,
+            } => tokio::select! {
                 biased;
                 Some(message) = control.recv() => Some(message),
-                Some(message) = bulk.recv() => Some(message),
+                Some(message) = bulk.recv() => {
+                    bulk_bytes.give_back(bulk_size(&message));
+                    Some(message)
+                }
                 else => None,
             },
             Self::Snapshots(snapshot) => snapshot.recv().await,
@@ -95,9 +148,15 @@ impl Queues {
     /// The next message if one is queued, control first.
     pub(crate) fn try_next(&mut self) -> Option<Message> {
         match self {
-            Self::Messages { control, bulk } => {
-                control.try_recv().ok().or_else(|| bulk.try_recv().ok())
-            }
+            Self::Messages {
+                control,
+                bulk,
+                bulk_bytes,
+            } => control.try_recv().ok().or_else(|| {
+                let message = bulk.try_recv().ok()?;
+                bulk_bytes.give_back(bulk_size(&message));
+                Some(message)
+            }),
             Self::Snapshots(snapshot) => snapshot.try_recv().ok(),
         }
     }
@@ -108,15 +167,21 @@ pub(crate) fn peer_lanes(config: &TransportConfig) -> (PeerSender, Queues, Queue
     let (control_tx, control_rx) = mpsc::channel(config.control_queue());
     let (bulk_tx, bulk_rx) = mpsc::channel(config.bulk_queue());
     let (snapshot_tx, snapshot_rx) = mpsc::channel(config.snapshot_queue());
+    let bulk_bytes = Arc::new(ByteBudget {
+        queued: AtomicUsize::new(0),
+        limit: config.bulk_queue_bytes(),
+    });
     (
         PeerSender {
             control: control_tx,
             bulk: bulk_tx,
+            bulk_bytes: bulk_bytes.clone(),
             snapshot: snapshot_tx,
         },
         Queues::Messages {
             control: control_rx,
             bulk: bulk_rx,
+            bulk_bytes,
         },
         Queues::Snapshots(snapshot_rx),
     )
@@ -160,5 +225,21 @@ mod tests {
         assert_eq!(queues.try_next(), Some(append(1)));
         assert_eq!(queues.next().await, Some(append(2)));
         assert_eq!(queues.try_next(), None);
+    }
+
+    #[test]
+    fn bulk_lane_is_bounded_in_bytes_but_takes_one_large_message() {
+        let big = |seq| crate::conformance::sample::append(seq, 1000);
+        let config = TransportConfig::new("c", 1, "127.0.0.1:1".parse().unwrap(), BTreeMap::new())
+            .with_bulk_queue_bytes(1500);
+        let (sender, mut queues, _) = peer_lanes(&config);
+        sender.try_send(big(1)).unwrap();
+        assert_eq!(sender.try_send(big(2)), Err(Lane::Bulk));
+        assert_eq!(queues.try_next(), Some(big(1)));
+        sender.try_send(big(2)).unwrap();
+        let huge = crate::conformance::sample::append(3, 10_000);
+        assert_eq!(queues.try_next(), Some(big(2)));
+        sender.try_send(huge.clone()).unwrap();
+        assert_eq!(queues.try_next(), Some(huge));
     }
 }
