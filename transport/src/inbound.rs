@@ -18,6 +18,9 @@ use crate::event::Event;
 use crate::handshake::{self, Channel, HandshakeError, Hello, Refusal, hello_codec};
 use crate::reader::FrameReader;
 
+/// Most messages handed to the event queue at once.
+const EVENT_BATCH: usize = 256;
+
 /// Serves one inbound connection to its end. `verify` may refuse a node id the handshake
 /// names (QUIC checks it against the peer's certificate).
 pub(crate) async fn serve<R, W>(
@@ -82,24 +85,46 @@ pub(crate) async fn serve<R, W>(
             return;
         }
     }
+    // `reserve_many` refuses more than the queue's capacity.
+    let batch_limit = EVENT_BATCH.min(config.event_queue());
+    let mut batch = Vec::with_capacity(batch_limit);
     loop {
-        match reader.next::<Message>().await {
+        let end = match reader.next::<Message>().await {
             Ok(Some(message)) => {
-                ctx.counters.incr(Counter::MessagesReceived);
-                if ctx
-                    .events
-                    .send(Event::Message { from, message })
-                    .await
-                    .is_err()
-                {
-                    return;
+                batch.push(message);
+                // Frames that arrived together are handed over together: one reservation in
+                // the event queue instead of one per message.
+                loop {
+                    if batch.len() == batch_limit {
+                        break None;
+                    }
+                    match reader.try_next::<Message>() {
+                        Ok(Some(message)) => batch.push(message),
+                        Ok(None) => break None,
+                        Err(e) => break Some(Err(e)),
+                    }
                 }
             }
-            Ok(None) => {
+            Ok(None) => Some(Ok(())),
+            Err(e) => Some(Err(e)),
+        };
+        if !batch.is_empty() {
+            ctx.counters
+                .add(Counter::MessagesReceived, batch.len() as u64);
+            let Ok(permits) = ctx.events.reserve_many(batch.len()).await else {
+                return;
+            };
+            for (permit, message) in permits.zip(batch.drain(..)) {
+                permit.send(Event::Message { from, message });
+            }
+        }
+        match end {
+            None => {}
+            Some(Ok(())) => {
                 debug!(peer = from, ?channel, %remote, "peer closed the connection");
                 return;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 count_frame_error(&ctx.counters, &e);
                 warn!(peer = from, ?channel, %remote, "closing connection: {e}");
                 return;

@@ -51,6 +51,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The next frame if one is already buffered whole; never reads.
+    pub fn try_next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        self.codec.decode(&mut self.buffer)
+    }
+
     /// Whether bytes are buffered that have not formed a frame yet.
     pub fn has_buffered(&self) -> bool {
         !self.buffer.is_empty()
