@@ -8,6 +8,9 @@ use crate::codec::{FrameCodec, FrameError};
 
 /// Smallest read issued, so that many small frames arrive in one system call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Most buffer space reserved ahead of data actually received: a peer announcing a huge (but
+/// allowed) frame does not make us allocate it all before sending it.
+const MAX_RESERVE_AHEAD: usize = 4 * 1024 * 1024;
 
 /// A stream of frames read from `R` with a [`FrameCodec`].
 #[derive(Debug)]
@@ -43,7 +46,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 .codec
                 .needed(&self.buffer)
                 .saturating_sub(self.buffer.len());
-            self.buffer.reserve(needed.max(READ_CHUNK));
+            self.buffer
+                .reserve(needed.clamp(READ_CHUNK, MAX_RESERVE_AHEAD));
             if self.reader.read_buf(&mut self.buffer).await? == 0 {
                 self.codec.finish(&self.buffer)?;
                 return Ok(None);
