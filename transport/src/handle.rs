@@ -33,6 +33,14 @@ struct Inner {
     close: Mutex<Option<CloseFuture>>,
 }
 
+impl Drop for Inner {
+    /// Dropping the last handle without [`Transport::shutdown`] still stops every task, only
+    /// without waiting for them.
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")

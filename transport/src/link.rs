@@ -34,6 +34,8 @@ enum SessionEnd {
     Lost(String),
     /// The snapshot link delivered everything queued.
     Drained,
+    /// Nothing left to do: every handle is gone, or nobody reads the events.
+    Finished,
 }
 
 /// Runs the link to `peer` until the task is cancelled.
@@ -69,6 +71,7 @@ pub(crate) async fn run<C: Connector>(
         )
         .await;
         let lost = match end {
+            SessionEnd::Finished => return,
             SessionEnd::Drained => {
                 reachable = Some(true);
                 continue;
@@ -155,13 +158,17 @@ async fn session<C: Connector>(
                 metadata: theirs.metadata().to_owned(),
             };
             if ctx.events.send(info).await.is_err() {
-                return SessionEnd::Drained;
+                return SessionEnd::Finished;
             }
             // The peer never writes after its handshake reply: a completed read means the
             // connection is gone.
             tokio::select! {
                 result = writer_state.write_all_queued(&mut writer, queues, None, false) => {
-                    SessionEnd::Lost(describe(result.err()))
+                    match result {
+                        // The queues only close when every `Transport` handle is dropped.
+                        Ok(()) => SessionEnd::Finished,
+                        Err(e) => SessionEnd::Lost(e.to_string()),
+                    }
                 }
                 closed = wait_closed(&mut reader) => SessionEnd::Lost(closed),
             }
@@ -181,10 +188,6 @@ async fn session<C: Connector>(
             SessionEnd::Drained
         }
     }
-}
-
-fn describe(error: Option<io::Error>) -> String {
-    error.map_or_else(|| "queues closed".into(), |e| e.to_string())
 }
 
 async fn wait_closed<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> String {

@@ -209,3 +209,20 @@ pub async fn shutdown_is_clean(harness: &impl Harness) {
     first.transport.shutdown().await;
     second.transport.shutdown().await;
 }
+
+/// Dropping every handle without `shutdown` still stops the transport: the event stream ends.
+pub async fn dropping_the_handle_stops_the_transport(harness: &impl Harness) {
+    let mut nodes = start_cluster(harness, &[1, 2]).await;
+    let second = nodes.pop().expect("two nodes");
+    let mut first = nodes.pop().expect("two nodes");
+    wait_connected(&mut first, 2).await;
+    let super::TestNode {
+        transport, events, ..
+    } = first;
+    drop(transport);
+    let mut events = events;
+    tokio::time::timeout(WAIT, async { while events.recv().await.is_some() {} })
+        .await
+        .expect("event stream ends once the last handle is dropped");
+    second.transport.shutdown().await;
+}

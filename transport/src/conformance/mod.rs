@@ -28,8 +28,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::{Event, Events, Transport, TransportConfig};
 
 pub use delivery::{
-    delivery_after_peer_restart, full_lane_refuses_at_once, ordering_per_peer,
-    peer_info_carries_metadata, shutdown_is_clean, snapshot_streams_while_heartbeats_flow,
+    delivery_after_peer_restart, dropping_the_handle_stops_the_transport,
+    full_lane_refuses_at_once, ordering_per_peer, peer_info_carries_metadata, shutdown_is_clean,
+    snapshot_streams_while_heartbeats_flow,
 };
 pub use hostile::{
     garbage_bytes_are_refused, oversized_frame_is_refused, truncated_frame_is_counted,
@@ -239,6 +240,7 @@ macro_rules! conformance_tests {
             peer_info_carries_metadata,
             full_lane_refuses_at_once,
             shutdown_is_clean,
+            dropping_the_handle_stops_the_transport,
             garbage_bytes_are_refused,
             oversized_frame_is_refused,
             truncated_frame_is_counted,
