@@ -195,8 +195,9 @@ where
     }
 }
 
-/// Acceptor side: reads the dialer's hello, checks it with `cluster_id` and `known`, and
-/// answers with `ours` or a refusal. Returns the dialer's hello.
+/// Acceptor side: reads the dialer's hello, checks it against `ours` (cluster id) and `known`
+/// (node id), and answers with `ours` (its channel set to the dialer's) or a refusal. Returns
+/// the dialer's hello.
 pub async fn accept<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut W,
@@ -216,7 +217,11 @@ where
         let _ = write_frame(writer, &HelloReply::Refused(refusal.clone())).await;
         return Err(HandshakeError::Refused(refusal));
     }
-    write_frame(writer, &HelloReply::Accepted(ours.clone())).await?;
+    let reply = Hello {
+        channel: theirs.channel,
+        ..ours.clone()
+    };
+    write_frame(writer, &HelloReply::Accepted(reply)).await?;
     Ok(theirs)
 }
 

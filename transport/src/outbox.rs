@@ -32,10 +32,12 @@ pub enum Lane {
 impl Lane {
     /// The lane `message` travels in.
     pub fn of(message: &Message) -> Self {
-        match message {
-            Message::InstallSnapshot { .. } => Self::Snapshot,
-            Message::Append { .. } => Self::Bulk,
-            _ => Self::Control,
+        if message.is_snapshot() {
+            Self::Snapshot
+        } else if matches!(message, Message::Append { .. }) {
+            Self::Bulk
+        } else {
+            Self::Control
         }
     }
 }
