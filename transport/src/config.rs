@@ -43,6 +43,7 @@ pub struct TransportConfig {
     bulk_queue_bytes: usize,
     snapshot_queue: usize,
     event_queue: usize,
+    event_queue_bytes: usize,
     batch_bytes: usize,
     backoff_initial: Duration,
     backoff_max: Duration,
@@ -74,6 +75,7 @@ impl TransportConfig {
             bulk_queue_bytes: 64 * 1024 * 1024,
             snapshot_queue: 2,
             event_queue: 4096,
+            event_queue_bytes: 256 * 1024 * 1024,
             batch_bytes: 256 * 1024,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
@@ -122,6 +124,13 @@ impl TransportConfig {
     /// (back-pressure reaches the sending peer through the connection).
     pub fn with_event_queue(mut self, events: usize) -> Self {
         self.event_queue = events.max(1);
+        self
+    }
+
+    /// Bound of the inbound event queue in bytes of message payload (besides its bound in
+    /// events), capped at 4 GiB. A message larger than the bound still passes, alone.
+    pub fn with_event_queue_bytes(mut self, bytes: usize) -> Self {
+        self.event_queue_bytes = bytes.clamp(1, u32::MAX as usize);
         self
     }
 
@@ -215,6 +224,11 @@ impl TransportConfig {
     /// Inbound event queue bound.
     pub fn event_queue(&self) -> usize {
         self.event_queue
+    }
+
+    /// Inbound event queue bound in bytes.
+    pub fn event_queue_bytes(&self) -> usize {
+        self.event_queue_bytes
     }
 
     /// Write batch size.

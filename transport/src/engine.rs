@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::TransportConfig;
 use crate::counters::Counters;
-use crate::event::{Event, Events};
+use crate::event::{Event, Events, InboundBudget};
 use crate::handle::Transport;
 use crate::handshake::{Channel, Refusal};
 use crate::outbox::peer_lanes;
@@ -63,6 +63,7 @@ pub(crate) struct Context {
     pub(crate) config: Arc<TransportConfig>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) budget: Arc<InboundBudget>,
 }
 
 /// A transport being assembled by a backend; [`Engine::start`] turns it into a [`Transport`].
@@ -78,11 +79,13 @@ impl Engine {
     /// Prepares a transport for `config`.
     pub fn new(config: TransportConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.event_queue());
+        let budget = Arc::new(InboundBudget::new(config.event_queue_bytes()));
         Self {
             ctx: Context {
                 config: Arc::new(config),
                 counters: Arc::default(),
                 events: tx,
+                budget,
             },
             events: rx,
             cancel: CancellationToken::new(),
@@ -129,7 +132,8 @@ impl Engine {
             self.tracker,
             Mutex::new(Some(close)),
         );
-        (transport, Events::new(self.events))
+        let events = Events::new(self.events, self.ctx.budget.clone());
+        (transport, events)
     }
 }
 

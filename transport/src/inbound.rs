@@ -115,6 +115,9 @@ pub(crate) async fn serve<R, W>(
                 return;
             };
             for (permit, message) in permits.zip(batch.drain(..)) {
+                if !ctx.budget.acquire(&message).await {
+                    return;
+                }
                 permit.send(Event::Message { from, message });
             }
         }

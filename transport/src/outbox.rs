@@ -42,13 +42,14 @@ impl Lane {
     }
 }
 
-/// Approximate bytes a bulk message holds, for the bulk lane's byte bound.
-fn bulk_size(message: &Message) -> usize {
+/// Approximate bytes a message holds, for the byte bounds of queues.
+pub(crate) fn message_size(message: &Message) -> usize {
     const OVERHEAD: usize = 64;
     match message {
         Message::Append { entries, .. } => {
             OVERHEAD + entries.iter().map(|e| e.size()).sum::<usize>()
         }
+        Message::InstallSnapshot { snapshot, .. } => OVERHEAD + snapshot.data().len(),
         _ => OVERHEAD,
     }
 }
@@ -92,7 +93,7 @@ impl PeerSender {
             Lane::Control => self.control.try_send(message).map_err(|_| lane),
             Lane::Snapshot => self.snapshot.try_send(message).map_err(|_| lane),
             Lane::Bulk => {
-                let size = bulk_size(&message);
+                let size = message_size(&message);
                 if !self.bulk_bytes.take(size) {
                     return Err(lane);
                 }
@@ -138,7 +139,7 @@ impl Queues {
                 biased;
                 Some(message) = control.recv() => Some(message),
                 Some(message) = bulk.recv() => {
-                    bulk_bytes.give_back(bulk_size(&message));
+                    bulk_bytes.give_back(message_size(&message));
                     Some(message)
                 }
                 else => None,
@@ -156,7 +157,7 @@ impl Queues {
                 bulk_bytes,
             } => control.try_recv().ok().or_else(|| {
                 let message = bulk.try_recv().ok()?;
-                bulk_bytes.give_back(bulk_size(&message));
+                bulk_bytes.give_back(message_size(&message));
                 Some(message)
             }),
             Self::Snapshots(snapshot) => snapshot.try_recv().ok(),
