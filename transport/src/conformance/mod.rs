@@ -1,0 +1,260 @@
+//! The conformance suite every transport must pass.
+//!
+//! Each check is an async function taking a [`Harness`], which starts the transport under test
+//! and opens raw streams to it. A transport crate runs them all with one macro in its
+//! `tests/conformance.rs`:
+//!
+//! ```ignore
+//! transport::conformance_tests!(my_transport::TestHarness::new());
+//! ```
+//!
+//! Everything runs on 127.0.0.1 with ports picked by binding port 0. Waits are on events, with
+//! timeouts only as failure guards.
+
+mod delivery;
+mod hostile;
+pub mod sample;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use raft::NodeId;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::{Event, Events, Transport, TransportConfig};
+
+pub use delivery::{
+    delivery_after_peer_restart, dropping_the_handle_stops_the_transport,
+    full_lane_refuses_at_once, ordering_per_peer, peer_info_carries_metadata, shutdown_is_clean,
+    snapshot_streams_while_heartbeats_flow,
+};
+pub use hostile::{
+    garbage_bytes_are_refused, oversized_frame_is_refused, truncated_frame_is_counted,
+    unknown_node_is_refused, wrong_cluster_id_is_refused,
+};
+
+/// The cluster id the suite uses.
+pub const CLUSTER_ID: &str = "conformance";
+
+/// Guard against a hung test: no single wait should come near it.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Starts the transport under test and opens raw streams to it.
+pub trait Harness: Send + Sync {
+    /// Starts a transport with `config` (security material for `config.node_id()` is the
+    /// harness's business).
+    fn start(
+        &self,
+        config: TransportConfig,
+    ) -> impl Future<Output = io::Result<(Transport, Events)>> + Send;
+
+    /// A loopback address with a port that is free right now.
+    fn free_addr(&self) -> SocketAddr;
+
+    /// Opens a byte stream to node `node` at `addr`, authenticated below the handshake as
+    /// `as_node` (QUIC: presenting that node's certificate), and sends nothing on it.
+    fn raw_stream(
+        &self,
+        addr: SocketAddr,
+        node: NodeId,
+        as_node: NodeId,
+    ) -> impl Future<Output = io::Result<RawStream>> + Send;
+}
+
+/// A raw stream opened by [`Harness::raw_stream`].
+pub struct RawStream {
+    reader: Box<dyn AsyncRead + Unpin + Send>,
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
+    _guard: Box<dyn Any + Send>,
+}
+
+impl RawStream {
+    /// Wraps the halves of a stream; `guard` is kept alive as long as the stream (e.g. the
+    /// QUIC endpoint the stream belongs to).
+    pub fn new(
+        reader: impl AsyncRead + Unpin + Send + 'static,
+        writer: impl AsyncWrite + Unpin + Send + 'static,
+        guard: impl Any + Send,
+    ) -> Self {
+        Self {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            _guard: Box::new(guard),
+        }
+    }
+
+    /// The read half.
+    pub fn reader(&mut self) -> &mut (dyn AsyncRead + Unpin + Send) {
+        &mut *self.reader
+    }
+
+    /// The write half.
+    pub fn writer(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+        &mut *self.writer
+    }
+}
+
+impl std::fmt::Debug for RawStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawStream")
+    }
+}
+
+/// One started node of a test cluster.
+#[derive(Debug)]
+pub struct TestNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its configuration (restart it with the same one).
+    pub config: TransportConfig,
+    /// Its transport.
+    pub transport: Transport,
+    /// Its events.
+    pub events: Events,
+}
+
+/// The configuration the suite gives node `id` of a cluster at `addrs`: short back-off and
+/// timeouts so that failures show quickly.
+pub fn test_config(
+    cluster_id: &str,
+    id: NodeId,
+    addrs: &BTreeMap<NodeId, SocketAddr>,
+) -> TransportConfig {
+    let listen = addrs
+        .get(&id)
+        .copied()
+        .unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal address"));
+    TransportConfig::new(cluster_id, id, listen, addrs.clone())
+        .with_metadata(format!("meta-{id}"))
+        .with_backoff(Duration::from_millis(10), Duration::from_millis(200))
+        .with_timeouts(Duration::from_secs(2), Duration::from_secs(2))
+}
+
+/// Reserves addresses for nodes `ids`.
+pub fn addresses(harness: &impl Harness, ids: &[NodeId]) -> BTreeMap<NodeId, SocketAddr> {
+    ids.iter().map(|&id| (id, harness.free_addr())).collect()
+}
+
+/// Starts one node.
+pub async fn start_node(harness: &impl Harness, config: TransportConfig) -> TestNode {
+    let id = config.node_id();
+    let (transport, events) = harness
+        .start(config.clone())
+        .await
+        .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
+    TestNode {
+        id,
+        config,
+        transport,
+        events,
+    }
+}
+
+/// Starts nodes `ids` of one cluster, each knowing all the others.
+pub async fn start_cluster(harness: &impl Harness, ids: &[NodeId]) -> Vec<TestNode> {
+    let addrs = addresses(harness, ids);
+    let mut nodes = Vec::new();
+    for &id in ids {
+        nodes.push(start_node(harness, test_config(CLUSTER_ID, id, &addrs)).await);
+    }
+    nodes
+}
+
+/// Waits (at most [`WAIT`]) for an event that `pick` accepts, dropping the others.
+pub async fn wait_for<T>(
+    events: &mut Events,
+    what: &str,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> T {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(event) => {
+                    if let Some(found) = pick(event) {
+                        return found;
+                    }
+                }
+                None => panic!("event stream ended while waiting for {what}"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Waits until `node` has completed a handshake with `peer` (in either direction).
+pub async fn wait_connected(node: &mut TestNode, peer: NodeId) {
+    let what = format!("node {} to learn about peer {peer}", node.id);
+    wait_for(&mut node.events, &what, |event| match event {
+        Event::PeerInfo { peer: p, .. } if p == peer => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits for a message from `from`, dropping other events.
+pub async fn wait_message(node: &mut TestNode, from: NodeId) -> raft::Message {
+    let what = format!("node {} to receive a message from {from}", node.id);
+    wait_for(&mut node.events, &what, |event| match event {
+        Event::Message { from: f, message } if f == from => Some(message),
+        _ => None,
+    })
+    .await
+}
+
+/// Sends `message`, retrying while the lane is full (the queue drains as the link writes).
+pub async fn send_retrying(transport: &Transport, to: NodeId, message: raft::Message) {
+    loop {
+        match transport.send(to, message.clone()) {
+            Ok(()) => return,
+            Err(crate::SendError::QueueFull { .. }) => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(e) => panic!("send to {to} failed: {e}"),
+        }
+    }
+}
+
+/// Shuts every node down.
+pub async fn shutdown_all(nodes: Vec<TestNode>) {
+    for node in nodes {
+        node.transport.shutdown().await;
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance check, each with a fresh harness built by
+/// `$harness`. The calling crate needs `tokio` with the `macros` and `rt-multi-thread`
+/// features.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@tests $harness;
+            ordering_per_peer,
+            delivery_after_peer_restart,
+            snapshot_streams_while_heartbeats_flow,
+            peer_info_carries_metadata,
+            full_lane_refuses_at_once,
+            shutdown_is_clean,
+            dropping_the_handle_stops_the_transport,
+            garbage_bytes_are_refused,
+            oversized_frame_is_refused,
+            truncated_frame_is_counted,
+            wrong_cluster_id_is_refused,
+            unknown_node_is_refused,
+        );
+    };
+    (@tests $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let harness = $harness;
+                $crate::conformance::$name(&harness).await;
+            }
+        )*
+    };
+}
