@@ -23,8 +23,12 @@ use crate::counters::Counter;
 use crate::engine::{Connector, Context};
 use crate::event::Event;
 use crate::handshake::{self, Channel, Hello, hello_codec};
-use crate::outbox::Queues;
+use crate::outbox::{Queues, message_size};
 use crate::reader::FrameReader;
+
+/// Write buffers up to this size are kept between batches (fresh large allocations cost page
+/// faults on every message).
+const RETAINED_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// How one connection of a link ended.
 enum SessionEnd {
@@ -244,8 +248,8 @@ impl Writer<'_> {
                 .counters
                 .add(Counter::BytesSent, self.buffer.len() as u64);
             self.buffer.clear();
-            if self.buffer.capacity() > 4 * batch_bytes {
-                // Do not keep a huge buffer around after one large message.
+            if self.buffer.capacity() > RETAINED_BUFFER_BYTES.max(4 * batch_bytes) {
+                // Do not keep a huge buffer around after one very large message.
                 self.buffer = BytesMut::new();
             }
         }
@@ -253,6 +257,9 @@ impl Writer<'_> {
 
     /// Appends `message` to the batch; a message above the frame limit is dropped.
     fn encode(&mut self, message: &Message) -> bool {
+        // Room for the whole frame up front, so a large message is not copied while the
+        // buffer grows step by step.
+        self.buffer.reserve(message_size(message));
         match self.codec.encode(message, &mut self.buffer) {
             Ok(()) => true,
             Err(e @ FrameError::TooLarge { .. }) => {
