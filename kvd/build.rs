@@ -1,7 +1,9 @@
-// Compiles kvd's .proto files with protox (pure Rust), so no system `protoc` is needed.
+//! Build script: compiles the .proto files with protox (pure Rust), so no system `protoc` is
+//! needed. `proto/seed/kv.proto` is the seed's contract, unchanged: the tests generate a client
+//! from it to prove that such a client works against kvd.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = ["proto/kv.proto", "proto/admin.proto"];
-    for p in &protos {
+    for p in protos.iter().chain(&["proto/seed/kv.proto"]) {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
@@ -9,5 +11,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;
+
+    let seed_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("seed");
+    std::fs::create_dir_all(&seed_dir)?;
+    let seed = protox::compile(["kv.proto"], ["proto/seed"])?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .out_dir(seed_dir)
+        .compile_fds(seed)?;
     Ok(())
 }

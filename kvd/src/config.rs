@@ -115,6 +115,10 @@ pub struct NodeArgs {
     /// Largest value accepted, in bytes.
     #[arg(long = "max-value-bytes", env = "KVD_MAX_VALUE_BYTES")]
     pub max_value_bytes: Option<usize>,
+    /// QUIC: directory with the cluster CA and node certificates (default `<data-dir>/certs`;
+    /// missing ones are generated, which suits a single machine; share the CA otherwise).
+    #[arg(long = "certs-dir", env = "KVD_CERTS_DIR", value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
 }
 
 /// Defaults, documented in the README's configuration reference.
@@ -182,6 +186,8 @@ pub struct NodeConfig {
     pub max_key_bytes: usize,
     /// Largest value.
     pub max_value_bytes: usize,
+    /// QUIC certificates directory.
+    pub certs_dir: PathBuf,
 }
 
 /// A configuration problem, reported as one line at start-up.
@@ -300,6 +306,7 @@ impl NodeArgs {
             election_timeout_ms: self.election_timeout_ms.or(other.election_timeout_ms),
             max_key_bytes: self.max_key_bytes.or(other.max_key_bytes),
             max_value_bytes: self.max_value_bytes.or(other.max_value_bytes),
+            certs_dir: self.certs_dir.or(other.certs_dir),
         }
     }
 
@@ -426,7 +433,6 @@ impl NodeArgs {
             name,
             client_addr,
             raft_addr,
-            data_dir,
             peers,
             transport: self.transport.unwrap_or_default(),
             cluster_id: self
@@ -441,6 +447,8 @@ impl NodeArgs {
             election_timeout,
             max_key_bytes: self.max_key_bytes.unwrap_or(defaults::MAX_KEY_BYTES),
             max_value_bytes: self.max_value_bytes.unwrap_or(defaults::MAX_VALUE_BYTES),
+            certs_dir: self.certs_dir.unwrap_or_else(|| data_dir.join("certs")),
+            data_dir,
         })
     }
 }

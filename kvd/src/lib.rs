@@ -3,7 +3,11 @@
 //! Built so far: the replicated command format ([`command`]) and the state machine with
 //! client sessions ([`state_machine`]).
 
+pub mod api;
 pub mod command;
 pub mod config;
+pub mod dev;
+pub mod node_loop;
 pub mod proto;
+pub mod server;
 pub mod state_machine;

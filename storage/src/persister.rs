@@ -31,6 +31,12 @@ pub enum Job {
     /// A snapshot of the state machine to store; answered by [`Event::SnapshotSaved`], after
     /// which the driver calls [`raft::Node::compact`].
     SaveSnapshot(Snapshot),
+    /// The latest stored snapshot, for a follower that needs it
+    /// ([`raft::Output::SnapshotNeeded`]); answered by [`Event::LatestSnapshot`].
+    LatestSnapshot {
+        /// The follower that needs it, echoed back.
+        to: raft::NodeId,
+    },
 }
 
 /// What the [`Persister`] reports.
@@ -49,6 +55,13 @@ pub enum Event {
     },
     /// The snapshot is durable and the WAL it covers will be removed.
     SnapshotSaved(SnapshotMeta),
+    /// The latest stored snapshot: pass it to [`raft::Node::send_snapshot`].
+    LatestSnapshot {
+        /// The follower named in the job.
+        to: raft::NodeId,
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
     /// The storage failed; the thread has stopped. Nothing queued after the failure was done.
     Failed(StorageError),
 }
@@ -176,6 +189,10 @@ fn carry_out(storage: &mut Storage, batch: Vec<Job>) -> Result<Vec<Event>> {
             Job::SaveSnapshot(snapshot) => {
                 storage.save_snapshot(&snapshot)?;
                 events.push(Event::SnapshotSaved(snapshot.meta().clone()));
+            }
+            Job::LatestSnapshot { to } => {
+                let snapshot = storage.latest_snapshot().clone();
+                events.push(Event::LatestSnapshot { to, snapshot });
             }
         }
     }

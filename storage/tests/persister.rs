@@ -77,6 +77,9 @@ impl Driver {
                 }
                 Event::Fetched { entries, .. } => self.node.entries_fetched(self.now, entries),
                 Event::SnapshotSaved(meta) => self.node.compact(self.now, meta.index()).unwrap(),
+                Event::LatestSnapshot { to, snapshot } => {
+                    let _ = self.node.send_snapshot(self.now, to, snapshot);
+                }
                 Event::Failed(error) => panic!("{error}"),
             }
             self.pump();
