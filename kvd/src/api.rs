@@ -160,6 +160,7 @@ impl Api {
 #[tonic::async_trait]
 impl Kv for Api {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let hop = is_forwarded(&request);
         let req = request.into_inner();
         self.check_key(&req.key)?;
         if req.value.len() > self.config.max_value_bytes {
@@ -182,10 +183,14 @@ impl Kv for Api {
                 ok: true,
                 leader: String::new(),
             })),
+            Some(addr) if hop => Ok(Response::new(PutResponse {
+                ok: false,
+                leader: addr,
+            })),
             Some(addr) => {
                 let mut client = self.leader_client(&addr).await?;
                 let mut answer = client
-                    .put(req)
+                    .put(forwarded(req))
                     .await
                     .map_err(|e| forward_error(&addr, e))?
                     .into_inner();
@@ -196,6 +201,7 @@ impl Kv for Api {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let hop = is_forwarded(&request);
         let req = request.into_inner();
         self.check_key(&req.key)?;
         let key = req.key.clone();
@@ -209,11 +215,19 @@ impl Kv for Api {
                 value: value.map(|v| v.to_vec()).unwrap_or_default(),
                 leader: String::new(),
             })),
+            Err(ClientError::NotLeader { leader }) if hop => {
+                let addr = self.leader_addr(leader)?;
+                Ok(Response::new(GetResponse {
+                    found: false,
+                    value: Vec::new(),
+                    leader: addr,
+                }))
+            }
             Err(ClientError::NotLeader { leader }) => {
                 let addr = self.leader_addr(leader)?;
                 let mut client = self.leader_client(&addr).await?;
                 let mut answer = client
-                    .get(req)
+                    .get(forwarded(req))
                     .await
                     .map_err(|e| forward_error(&addr, e))?
                     .into_inner();
@@ -228,6 +242,7 @@ impl Kv for Api {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
+        let hop = is_forwarded(&request);
         let req = request.into_inner();
         self.check_key(&req.key)?;
         let command = Command {
@@ -242,10 +257,14 @@ impl Kv for Api {
                 ok: true,
                 leader: String::new(),
             })),
+            Some(addr) if hop => Ok(Response::new(DeleteResponse {
+                ok: false,
+                leader: addr,
+            })),
             Some(addr) => {
                 let mut client = self.leader_client(&addr).await?;
                 let mut answer = client
-                    .delete(req)
+                    .delete(forwarded(req))
                     .await
                     .map_err(|e| forward_error(&addr, e))?
                     .into_inner();
@@ -266,6 +285,22 @@ impl Kv for Api {
             term: view.term,
         }))
     }
+}
+
+/// Metadata key marking a request another node forwarded; such a request is never forwarded
+/// again (so two nodes with stale views cannot bounce it between them).
+const FORWARDED: &str = "x-kvd-forwarded";
+
+fn is_forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED)
+}
+
+fn forwarded<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
 }
 
 fn forward_error(addr: &str, status: Status) -> Status {
