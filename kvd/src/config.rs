@@ -115,6 +115,16 @@ pub struct NodeArgs {
     /// Largest value accepted, in bytes.
     #[arg(long = "max-value-bytes", env = "KVD_MAX_VALUE_BYTES")]
     pub max_value_bytes: Option<usize>,
+    /// Request ids remembered per client for deduplication (part of the replicated state:
+    /// give every node the same value).
+    #[arg(long = "session-window", env = "KVD_SESSION_WINDOW")]
+    pub session_window: Option<usize>,
+    /// Clients remembered at once, least recently active evicted beyond (same on every node).
+    #[arg(long = "max-sessions", env = "KVD_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+    /// A client silent for this many log entries is forgotten (same on every node).
+    #[arg(long = "session-expiry-entries", env = "KVD_SESSION_EXPIRY_ENTRIES")]
+    pub session_expiry_entries: Option<u64>,
     /// QUIC: directory with the cluster CA and node certificates (default `<data-dir>/certs`;
     /// missing ones are generated, which suits a single machine; share the CA otherwise).
     #[arg(long = "certs-dir", env = "KVD_CERTS_DIR", value_name = "DIR")]
@@ -188,6 +198,8 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     /// QUIC certificates directory.
     pub certs_dir: PathBuf,
+    /// Client session limits.
+    pub sessions: crate::state_machine::SessionLimits,
 }
 
 /// A configuration problem, reported as one line at start-up.
@@ -307,6 +319,9 @@ impl NodeArgs {
             max_key_bytes: self.max_key_bytes.or(other.max_key_bytes),
             max_value_bytes: self.max_value_bytes.or(other.max_value_bytes),
             certs_dir: self.certs_dir.or(other.certs_dir),
+            session_window: self.session_window.or(other.session_window),
+            max_sessions: self.max_sessions.or(other.max_sessions),
+            session_expiry_entries: self.session_expiry_entries.or(other.session_expiry_entries),
         }
     }
 
@@ -448,6 +463,17 @@ impl NodeArgs {
             max_key_bytes: self.max_key_bytes.unwrap_or(defaults::MAX_KEY_BYTES),
             max_value_bytes: self.max_value_bytes.unwrap_or(defaults::MAX_VALUE_BYTES),
             certs_dir: self.certs_dir.unwrap_or_else(|| data_dir.join("certs")),
+            sessions: {
+                let d = crate::state_machine::SessionLimits::default();
+                crate::state_machine::SessionLimits {
+                    request_window: self.session_window.unwrap_or(d.request_window).max(1),
+                    max_sessions: self.max_sessions.unwrap_or(d.max_sessions).max(1),
+                    session_expiry_entries: self
+                        .session_expiry_entries
+                        .unwrap_or(d.session_expiry_entries)
+                        .max(1),
+                }
+            },
             data_dir,
         })
     }

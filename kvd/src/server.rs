@@ -20,7 +20,7 @@ use crate::config::{NodeConfig, TransportKind};
 use crate::node_loop::{ClusterView, LoopConfig, LoopInputs, NodeLoop};
 use crate::proto::admin::admin_server::AdminServer;
 use crate::proto::kv::kv_server::KvServer;
-use crate::state_machine::{KvStore, SessionLimits};
+use crate::state_machine::KvStore;
 
 /// A start-up or run-time failure, printed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +131,7 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             )));
         }
     }
-    let mut kv = KvStore::new(SessionLimits::default());
+    let mut kv = KvStore::new(config.sessions);
     kv.restore(snapshot.data()).map_err(|e| {
         fail(format!(
             "the snapshot in {} cannot be decoded: {e}",
@@ -224,8 +224,12 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     let stop_serving = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
+    // Standard gRPC health checking (grpc.health.v1) for load balancers and orchestrators.
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<KvServer<Api>>().await;
     let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .add_service(health_service)
         .add_service(KvServer::new(api.clone()))
         .add_service(AdminServer::new(api))
         .serve_with_incoming_shutdown(incoming, stop_serving);
