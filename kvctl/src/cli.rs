@@ -39,8 +39,8 @@ pub struct Cli {
 /// Options shared by every subcommand (accepted before or after it).
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Client addresses of the cluster's nodes, comma-separated [default: the `kvd dev`
-    /// cluster, 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053]
+    /// Client addresses of the cluster's nodes, comma-separated (default: the `kvd dev`
+    /// cluster, 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053)
     #[arg(
         long,
         global = true,
@@ -52,11 +52,11 @@ pub struct GlobalArgs {
     /// One node's address (the seed's flag; same as `--endpoints HOST:PORT`)
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub addr: Option<String>,
-    /// Client id sent with writes, for idempotent retries [default: kvctl-<user>@<host>]
+    /// Client id sent with writes, for idempotent retries (default: kvctl-USER@HOST)
     #[arg(long, global = true, env = "KVCTL_CLIENT_ID", value_name = "ID")]
     pub client: Option<String>,
-    /// Request id of this write (the same client and id is applied once) [default:
-    /// nanoseconds since the Unix epoch]
+    /// Request id of this write (the same client and id is applied once) (default:
+    /// nanoseconds since the Unix epoch)
     #[arg(long, global = true, value_name = "N")]
     pub req: Option<u64>,
     /// Give up after this long, retries included (e.g. 500ms, 5s, 1m)

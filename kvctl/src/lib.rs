@@ -6,7 +6,7 @@
 //! - [`cli`], [`commands`], [`output`], [`exit`]: the command line, its output formats
 //!   (the seed client's lines by default) and exit codes.
 //! - [`status`]: the cluster status table.
-//! - [`bench`]: the load generator.
+//! - [`bench`](mod@bench): the load generator.
 
 pub mod bench;
 pub mod cli;
