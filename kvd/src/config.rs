@@ -115,6 +115,9 @@ pub struct NodeArgs {
     /// Largest value accepted, in bytes.
     #[arg(long = "max-value-bytes", env = "KVD_MAX_VALUE_BYTES")]
     pub max_value_bytes: Option<usize>,
+    /// Size of each WAL segment file in bytes (preallocated; default 64 MiB).
+    #[arg(long = "wal-segment-bytes", env = "KVD_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
     /// Request ids remembered per client for deduplication (part of the replicated state:
     /// give every node the same value).
     #[arg(long = "session-window", env = "KVD_SESSION_WINDOW")]
@@ -198,6 +201,8 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     /// QUIC certificates directory.
     pub certs_dir: PathBuf,
+    /// WAL segment size in bytes.
+    pub wal_segment_bytes: u64,
     /// Client session limits.
     pub sessions: crate::state_machine::SessionLimits,
 }
@@ -319,6 +324,7 @@ impl NodeArgs {
             max_key_bytes: self.max_key_bytes.or(other.max_key_bytes),
             max_value_bytes: self.max_value_bytes.or(other.max_value_bytes),
             certs_dir: self.certs_dir.or(other.certs_dir),
+            wal_segment_bytes: self.wal_segment_bytes.or(other.wal_segment_bytes),
             session_window: self.session_window.or(other.session_window),
             max_sessions: self.max_sessions.or(other.max_sessions),
             session_expiry_entries: self.session_expiry_entries.or(other.session_expiry_entries),
@@ -463,6 +469,7 @@ impl NodeArgs {
             max_key_bytes: self.max_key_bytes.unwrap_or(defaults::MAX_KEY_BYTES),
             max_value_bytes: self.max_value_bytes.unwrap_or(defaults::MAX_VALUE_BYTES),
             certs_dir: self.certs_dir.unwrap_or_else(|| data_dir.join("certs")),
+            wal_segment_bytes: self.wal_segment_bytes.unwrap_or(64 << 20).max(1 << 20),
             sessions: {
                 let d = crate::state_machine::SessionLimits::default();
                 crate::state_machine::SessionLimits {

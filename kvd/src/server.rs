@@ -91,7 +91,11 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             ))
         })?;
 
-    let (storage, recovered) = Storage::open(&config.data_dir, Options::new()).map_err(|e| {
+    let (storage, recovered) = Storage::open(
+        &config.data_dir,
+        Options::new().segment_size(config.wal_segment_bytes),
+    )
+    .map_err(|e| {
         fail(format!(
             "cannot open storage in {}: {e}",
             config.data_dir.display()

@@ -71,6 +71,7 @@ impl Cluster {
             .arg(self.dir.path().join(format!("node-{}", i + 1)))
             .args(["--peers", &peers.join(","), "--transport", "tcp"])
             .env("KVD_LOG", "info")
+            .env("KVD_WAL_SEGMENT_BYTES", "1048576")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

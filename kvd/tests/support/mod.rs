@@ -85,6 +85,7 @@ impl Cluster {
             .arg(self.dir.path().join("certs"))
             .args(["--peers", &peers.join(","), "--transport", self.transport])
             .env("KVD_LOG", "info")
+            .env("KVD_WAL_SEGMENT_BYTES", "1048576")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
