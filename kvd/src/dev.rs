@@ -2,7 +2,8 @@
 //!
 //! Starts N child `kvd` processes on 127.0.0.1 (clients on ports 50051.., peers on 60051..),
 //! with data under `./data/node-<i>`, prints the endpoints and how to use `kvctl`, and on
-//! Ctrl+C (or SIGTERM) stops every child gracefully and waits for it.
+//! Ctrl+C (or SIGTERM) stops every child gracefully and waits for it. A child that dies is
+//! reported and the others keep running, so a failover can be tried by killing the leader.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -117,9 +118,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  kvctl status");
     println!("Ctrl+C stops the cluster.");
 
-    let outcome = tokio::select! {
-        () = wait_for_stop() => Ok(()),
-        (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!("{name} exited unexpectedly ({status})")),
+    // A node that dies (say, killed to try a failover) is reported; the others keep running.
+    let stop = wait_for_stop();
+    tokio::pin!(stop);
+    let outcome = loop {
+        tokio::select! {
+            () = &mut stop => break Ok(()),
+            (name, status) = first_exit(&mut children) => {
+                eprintln!("kvd dev: {name} exited ({status}); the other nodes keep running");
+                children.retain(|(n, _)| *n != name);
+                if children.is_empty() {
+                    break Err(anyhow::anyhow!("every node has exited"));
+                }
+            }
+        }
     };
     stop_all(&mut children).await;
     outcome
