@@ -25,7 +25,7 @@ pub enum EntryPayload {
     /// An opaque command for the state machine, as proposed.
     Command(Bytes),
     /// A new cluster configuration; it takes effect as soon as it is in the log.
-    Membership(Membership),
+    Membership(Box<Membership>),
 }
 
 impl Entry {
@@ -141,14 +141,17 @@ impl SnapshotMeta {
 /// A state-machine snapshot: its metadata and the state machine's serialised bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    meta: SnapshotMeta,
+    meta: Box<SnapshotMeta>,
     data: Bytes,
 }
 
 impl Snapshot {
     /// Builds a snapshot from its metadata and the state machine's bytes.
     pub fn new(meta: SnapshotMeta, data: Bytes) -> Self {
-        Self { meta, data }
+        Self {
+            meta: Box::new(meta),
+            data,
+        }
     }
 
     /// The metadata.

@@ -213,7 +213,7 @@ impl Node {
         let mut membership_log = Vec::new();
         for entry in &entries {
             if let EntryPayload::Membership(m) = entry.payload() {
-                membership_log.push((entry.index(), m.clone()));
+                membership_log.push((entry.index(), (**m).clone()));
             }
         }
         let (membership_index, membership) = membership_log
@@ -306,7 +306,7 @@ impl Node {
                 "change at most one voter at a time",
             ));
         }
-        Ok(self.append_as_leader(EntryPayload::Membership(membership)))
+        Ok(self.append_as_leader(EntryPayload::Membership(Box::new(membership))))
     }
 
     /// Starts a linearizable read with the driver's `id`. [`Output::ReadReady`] follows once
@@ -529,8 +529,8 @@ impl Node {
     /// Tracks a membership entry entering the log: it takes effect at once.
     pub(crate) fn note_membership_entry(&mut self, entry: &Entry) {
         if let EntryPayload::Membership(m) = entry.payload() {
-            self.membership_log.push((entry.index(), m.clone()));
-            self.membership = m.clone();
+            self.membership_log.push((entry.index(), (**m).clone()));
+            self.membership = (**m).clone();
             self.membership_index = entry.index();
             if self.role == Role::Leader {
                 self.sync_progress();
