@@ -1,1 +1,5 @@
-//! Multi-process cluster tests live in `tests/`; this library holds their shared harness.
+//! Fault-injection tests of a real kvd cluster, checked for linearizability.
+//!
+//! - [`linearizability`]: the checker (per-key Wing & Gong / Lowe search with memoisation).
+
+pub mod linearizability;
