@@ -1,0 +1,121 @@
+//! The clients of a chaos run: concurrent tasks doing put/get/delete over a small key set,
+//! each write with a value no other write uses (so a read names the write it saw), every
+//! operation recorded with its outcome.
+//!
+//! Outcomes: an acknowledged call is [`Outcome::Ok`]; a write the cluster refused
+//! (`INVALID_ARGUMENT`, `FAILED_PRECONDITION`) is [`Outcome::Failed`]; a write that ran out
+//! of time or connections (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, timeouts, anything else) is
+//! [`Outcome::Unknown`]. A read that got no answer had no effect and is recorded as failed,
+//! which the checker ignores.
+
+use std::time::{Duration, Instant};
+
+use kvctl::client::{Client, Consistency, Error, WriteOutcome};
+use tonic::Code;
+
+use crate::history::Recorder;
+use crate::linearizability::{Command, Outcome};
+use crate::rng::Rng;
+
+/// One client task's settings.
+#[derive(Clone, Debug)]
+pub struct Worker {
+    id: u64,
+    keys: Vec<String>,
+    consistency: Consistency,
+    seed: u64,
+}
+
+impl Worker {
+    /// Client `id` over `keys`, reading with `consistency`, choosing operations from `seed`.
+    pub fn new(id: u64, keys: Vec<String>, consistency: Consistency, seed: u64) -> Self {
+        Self {
+            id,
+            keys,
+            consistency,
+            seed,
+        }
+    }
+
+    /// Runs operations one after another until `until`, recording each in `recorder`.
+    /// `client` should carry a client id of its own (see [`Client::with_client_id`]).
+    pub async fn run(self, client: Client, recorder: Recorder, until: Instant) {
+        let mut rng = Rng::new(self.seed);
+        let mut written = 0u64;
+        while Instant::now() < until {
+            let key = &self.keys[rng.index(self.keys.len())];
+            let roll = rng.below(100);
+            let invoked = recorder.now_ns();
+            if roll < 50 {
+                let result = client.get(key, self.consistency).await;
+                let (found, outcome) = match result {
+                    Ok(answer) => (answer.value, Outcome::Ok),
+                    Err(_) => (None, Outcome::Failed),
+                };
+                let found = found.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+                let command = Command::Get {
+                    key: key.clone(),
+                    found,
+                };
+                recorder.record(self.id, command, invoked, outcome);
+            } else if roll < 85 {
+                written += 1;
+                let value = format!("{}-{written}", self.id);
+                let result = client.put(key, value.clone().into_bytes()).await;
+                let command = Command::Put {
+                    key: key.clone(),
+                    value,
+                };
+                recorder.record(self.id, command, invoked, write_outcome(&result));
+            } else {
+                let result = client.delete(key).await;
+                let command = Command::Delete { key: key.clone() };
+                recorder.record(self.id, command, invoked, write_outcome(&result));
+            }
+            // Leave the two cores some room for the nodes themselves.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// What a write's result says about whether it took effect.
+pub fn write_outcome(result: &Result<WriteOutcome, Error>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(Error::Rejected {
+            code: Code::InvalidArgument | Code::FailedPrecondition,
+            ..
+        }) => Outcome::Failed,
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_are_certain_failures() {
+        let rejected = |code| {
+            write_outcome(&Err(Error::Rejected {
+                code,
+                message: String::new(),
+            }))
+        };
+        assert_eq!(rejected(Code::InvalidArgument), Outcome::Failed);
+        assert_eq!(rejected(Code::FailedPrecondition), Outcome::Failed);
+        assert_eq!(rejected(Code::Internal), Outcome::Unknown);
+        let timed_out = Err(Error::Unavailable {
+            timeout: Duration::from_secs(1),
+            attempts: 3,
+            last: "no answer".into(),
+        });
+        assert_eq!(write_outcome(&timed_out), Outcome::Unknown);
+        let ok = Ok(WriteOutcome {
+            request_id: 1,
+            leader: String::new(),
+            endpoint: "e".into(),
+        });
+        assert_eq!(write_outcome(&ok), Outcome::Ok);
+    }
+}
