@@ -35,8 +35,21 @@ impl Recorder {
 
     /// Appends an operation invoked at `invoked_ns` that completes now with `outcome`.
     pub fn record(&self, client: u64, command: Command, invoked_ns: u64, outcome: Outcome) {
+        self.record_with_note(client, command, invoked_ns, outcome, "");
+    }
+
+    /// [`Recorder::record`] with a note for reports (e.g. the node that answered).
+    pub fn record_with_note(
+        &self,
+        client: u64,
+        command: Command,
+        invoked_ns: u64,
+        outcome: Outcome,
+        note: &str,
+    ) {
         let completed_ns = self.now_ns().max(invoked_ns);
-        let operation = Operation::new(client, command, invoked_ns, completed_ns, outcome);
+        let operation =
+            Operation::new(client, command, invoked_ns, completed_ns, outcome).with_note(note);
         self.operations
             .lock()
             .expect("not poisoned")

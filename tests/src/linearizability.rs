@@ -148,6 +148,7 @@ pub struct Operation {
     invoked_ns: u64,
     completed_ns: u64,
     outcome: Outcome,
+    note: String,
 }
 
 impl Operation {
@@ -170,7 +171,19 @@ impl Operation {
             invoked_ns,
             completed_ns,
             outcome,
+            note: String::new(),
         }
+    }
+
+    /// The same operation with a free-form note for reports (e.g. which node answered).
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = note.into();
+        self
+    }
+
+    /// The note given with [`Operation::with_note`] (empty if none).
+    pub fn note(&self) -> &str {
+        &self.note
     }
 
     /// The client (process) that ran the operation.
@@ -209,7 +222,11 @@ impl fmt::Display for Operation {
             self.client,
             self.outcome.to_string(),
             self.command
-        )
+        )?;
+        if !self.note.is_empty() {
+            write!(f, "  [{}]", self.note)?;
+        }
+        Ok(())
     }
 }
 

@@ -85,10 +85,12 @@ pub async fn run(
         tokio::time::sleep(quiet).await;
         let victims_wanted = 1 + rng.index(max_down);
         let mut victims = Vec::new();
+        let mut leader_hit = None;
         if rng.percent(50)
             && let Some(leader) = leader(&cluster, &probe).await
         {
             victims.push(leader);
+            leader_hit = Some(leader);
         }
         while victims.len() < victims_wanted {
             let candidate = rng.index(nodes);
@@ -109,9 +111,14 @@ pub async fn run(
                     Fault::Pause => cluster.pause(victim),
                 }
                 report.faults += 1;
+                let role = if leader_hit == Some(victim) {
+                    " (leader)"
+                } else {
+                    ""
+                };
                 report
                     .log
-                    .push(format!("{} {fault:?} node {}", stamp(), victim + 1));
+                    .push(format!("{} {fault:?} node {}{role}", stamp(), victim + 1));
             }
         }
         let hold = rng.duration(config.hold.0, config.hold.1);

@@ -189,8 +189,8 @@ pub async fn run(config: ChaosConfig) -> RunReport {
     let keys: Vec<String> = (0..config.keys).map(|k| format!("k{k}")).collect();
     let workers_client = Client::new(
         ClientConfig::new(endpoints.clone())
-            .timeout(Duration::from_millis(1500))
-            .attempt_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_millis(1000))
+            .attempt_timeout(Duration::from_millis(400))
             .backoff(Duration::from_millis(20), Duration::from_millis(200)),
     )
     .expect("client");
@@ -230,6 +230,10 @@ pub async fn run(config: ChaosConfig) -> RunReport {
         let cluster = cluster.lock().expect("not poisoned");
         report_violation(&verdict, &name, Some(&cluster))
     };
+    let _ = std::fs::write(
+        report_dir().join(format!("{name}.faults")),
+        nemesis_report.log().join("\n"),
+    );
     if report.is_some() {
         announce(&format!("faults: {}", nemesis_report.log().join("; ")));
     }

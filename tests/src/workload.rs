@@ -48,16 +48,20 @@ impl Worker {
             let invoked = recorder.now_ns();
             if roll < 50 {
                 let result = client.get(key, self.consistency).await;
-                let (found, outcome) = match result {
-                    Ok(answer) => (answer.value, Outcome::Ok),
-                    Err(_) => (None, Outcome::Failed),
+                let (found, outcome, note) = match result {
+                    Ok(answer) => (
+                        answer.value,
+                        Outcome::Ok,
+                        answered_by(&answer.endpoint, &answer.leader),
+                    ),
+                    Err(_) => (None, Outcome::Failed, String::new()),
                 };
                 let found = found.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
                 let command = Command::Get {
                     key: key.clone(),
                     found,
                 };
-                recorder.record(self.id, command, invoked, outcome);
+                recorder.record_with_note(self.id, command, invoked, outcome, &note);
             } else if roll < 85 {
                 written += 1;
                 let value = format!("{}-{written}", self.id);
@@ -66,15 +70,43 @@ impl Worker {
                     key: key.clone(),
                     value,
                 };
-                recorder.record(self.id, command, invoked, write_outcome(&result));
+                recorder.record_with_note(
+                    self.id,
+                    command,
+                    invoked,
+                    write_outcome(&result),
+                    &note_of(&result),
+                );
             } else {
                 let result = client.delete(key).await;
                 let command = Command::Delete { key: key.clone() };
-                recorder.record(self.id, command, invoked, write_outcome(&result));
+                recorder.record_with_note(
+                    self.id,
+                    command,
+                    invoked,
+                    write_outcome(&result),
+                    &note_of(&result),
+                );
             }
             // Leave the two cores some room for the nodes themselves.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+}
+
+/// `via <endpoint>`, plus `-> <leader>` when that node forwarded the request.
+fn answered_by(endpoint: &str, leader: &str) -> String {
+    if leader.is_empty() {
+        format!("via {endpoint}")
+    } else {
+        format!("via {endpoint} -> {leader}")
+    }
+}
+
+fn note_of(result: &Result<WriteOutcome, Error>) -> String {
+    match result {
+        Ok(answer) => answered_by(&answer.endpoint, &answer.leader),
+        Err(error) => error.to_string(),
     }
 }
 
