@@ -27,6 +27,7 @@ pub struct ChaosConfig {
     keys: usize,
     seed: u64,
     faults: bool,
+    trust_forwarded: bool,
 }
 
 impl ChaosConfig {
@@ -50,6 +51,7 @@ impl ChaosConfig {
             keys: 5,
             seed,
             faults: true,
+            trust_forwarded: std::env::var_os("CHAOS_TRUST_FORWARDED").is_some(),
         }
     }
 
@@ -62,6 +64,13 @@ impl ChaosConfig {
     /// Runs without the nemesis.
     pub fn without_faults(mut self) -> Self {
         self.faults = false;
+        self
+    }
+
+    /// Records answers relayed by a forwarding node as acknowledged (see
+    /// [`Worker::trust_forwarded`]); the default comes from `CHAOS_TRUST_FORWARDED`.
+    pub fn trust_forwarded(mut self, trust: bool) -> Self {
+        self.trust_forwarded = trust;
         self
     }
 
@@ -202,7 +211,8 @@ pub async fn run(config: ChaosConfig) -> RunReport {
             .expect("client")
             .with_client_id(format!("chaos-{}-{worker}", config.seed));
         let seed = config.seed.wrapping_add(worker + 1);
-        let task = Worker::new(worker, keys.clone(), Consistency::Linearizable, seed);
+        let task = Worker::new(worker, keys.clone(), Consistency::Linearizable, seed)
+            .trust_forwarded(config.trust_forwarded);
         tasks.push(tokio::spawn(task.run(client, recorder.clone(), until)));
     }
     let nemesis_report = if config.faults {
