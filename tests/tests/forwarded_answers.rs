@@ -17,8 +17,8 @@
 use std::time::{Duration, Instant};
 
 use kvctl::client::{Client, ClientConfig};
+use kvctl::proto::kv::PutRequest;
 use kvctl::proto::kv::kv_client::KvClient;
-use kvctl::proto::kv::{GetRequest, PutRequest};
 use tests::cluster::{Cluster, Transport};
 use tests::nemesis;
 
