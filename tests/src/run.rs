@@ -240,6 +240,7 @@ pub async fn run(config: ChaosConfig) -> RunReport {
         let cluster = cluster.lock().expect("not poisoned");
         report_violation(&verdict, &name, Some(&cluster))
     };
+    let _ = std::fs::create_dir_all(report_dir());
     let _ = std::fs::write(
         report_dir().join(format!("{name}.faults")),
         nemesis_report.log().join("\n"),
