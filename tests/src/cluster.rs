@@ -1,0 +1,280 @@
+//! A real cluster of `kvd` processes on loopback ports, with data in a temporary directory,
+//! that a nemesis can hurt: SIGKILL and restart, SIGSTOP and SIGCONT, SIGTERM.
+//!
+//! Signals go by PID, only to processes this cluster started. Ports are picked by binding
+//! port 0; `KVD_WAL_SEGMENT_BYTES=1048576` keeps each node's disk use small.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The transport between nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// QUIC with a cluster CA made before the nodes start.
+    Quic,
+}
+
+impl Transport {
+    /// The `--transport` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Quic => "quic",
+        }
+    }
+}
+
+/// What a node is doing, as far as the cluster knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    /// Running.
+    Up,
+    /// Stopped with SIGSTOP; resumes with SIGCONT.
+    Paused,
+    /// Not running (killed or stopped); [`Cluster::restart`] starts it again.
+    Down,
+}
+
+/// `target/<profile>/kvd`, next to the directory holding the running test executable.
+///
+/// # Panics
+///
+/// If the binary is missing: `cargo test --workspace` builds it (kvd has integration tests);
+/// with `cargo test -p tests` run `cargo build -p kvd` first.
+pub fn kvd_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let kvd = profile_dir.join(format!("kvd{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        kvd.exists(),
+        "kvd binary not found at {}: run `cargo build -p kvd` first \
+         (`cargo test --workspace` builds it)",
+        kvd.display()
+    );
+    kvd
+}
+
+/// A running cluster. Dropping it kills every node it started.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    kvd: PathBuf,
+    transport: Transport,
+    client: Vec<SocketAddr>,
+    raft: Vec<SocketAddr>,
+    children: Vec<Option<Child>>,
+    paused: Vec<bool>,
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address")
+}
+
+impl Cluster {
+    /// Starts `nodes` kvd processes talking over `transport`.
+    pub fn start(nodes: usize, transport: Transport) -> Self {
+        let mut cluster = Self {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            kvd: kvd_binary(),
+            transport,
+            client: (0..nodes).map(|_| free_port()).collect(),
+            raft: (0..nodes).map(|_| free_port()).collect(),
+            children: (0..nodes).map(|_| None).collect(),
+            paused: vec![false; nodes],
+        };
+        if transport == Transport::Quic {
+            let certs = cluster.dir.path().join("certs");
+            let run = |args: &[&str]| {
+                let status = Command::new(&cluster.kvd)
+                    .args(args)
+                    .arg("--dir")
+                    .arg(&certs)
+                    .stdout(Stdio::null())
+                    .status();
+                assert!(status.expect("run kvd certs").success(), "kvd {args:?}");
+            };
+            run(&["certs", "init"]);
+            for i in 0..nodes {
+                run(&["certs", "issue", "--node", &node_name(i)]);
+            }
+        }
+        for i in 0..nodes {
+            cluster.restart(i);
+        }
+        cluster
+    }
+
+    /// How many nodes the cluster has.
+    pub fn len(&self) -> usize {
+        self.client.len()
+    }
+
+    /// Whether the cluster has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.client.is_empty()
+    }
+
+    /// The transport between nodes.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Every node's client address, as `host:port`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.client.iter().map(ToString::to_string).collect()
+    }
+
+    /// Node `i`'s client address.
+    pub fn endpoint(&self, i: usize) -> String {
+        self.client[i].to_string()
+    }
+
+    /// Node `i`'s state.
+    pub fn state(&self, i: usize) -> NodeState {
+        match (&self.children[i], self.paused[i]) {
+            (None, _) => NodeState::Down,
+            (Some(_), true) => NodeState::Paused,
+            (Some(_), false) => NodeState::Up,
+        }
+    }
+
+    /// Starts node `i` (again) with its data directory as it is. No-op if it runs.
+    pub fn restart(&mut self, i: usize) {
+        if self.children[i].is_some() {
+            return;
+        }
+        let peers: Vec<String> = (0..self.len())
+            .filter(|&j| j != i)
+            .map(|j| format!("{}={}", node_name(j), self.raft[j]))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("open node log");
+        let child = Command::new(&self.kvd)
+            .args(["--node", &node_name(i)])
+            .args(["--addr", &self.client[i].to_string()])
+            .args(["--raft-addr", &self.raft[i].to_string()])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(node_name(i)))
+            .arg("--certs-dir")
+            .arg(self.dir.path().join("certs"))
+            .args([
+                "--peers",
+                &peers.join(","),
+                "--transport",
+                self.transport.as_str(),
+            ])
+            .env("KVD_LOG", "info")
+            .env("KVD_WAL_SEGMENT_BYTES", "1048576")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kvd");
+        self.children[i] = Some(child);
+        self.paused[i] = false;
+    }
+
+    /// SIGKILL node `i`: no chance to flush, possibly in the middle of a WAL write.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused[i] = false;
+    }
+
+    /// SIGTERM node `i` and wait (at most 20 s, then SIGKILL) for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        self.resume(i);
+        let Some(mut child) = self.children[i].take() else {
+            return;
+        };
+        signal(&child, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGSTOP node `i`: it stays alive but does nothing until [`Cluster::resume`].
+    pub fn pause(&mut self, i: usize) {
+        if let Some(child) = &self.children[i]
+            && !self.paused[i]
+        {
+            signal(child, "STOP");
+            self.paused[i] = true;
+        }
+    }
+
+    /// SIGCONT node `i` if it is paused.
+    pub fn resume(&mut self, i: usize) {
+        if let Some(child) = &self.children[i]
+            && self.paused[i]
+        {
+            signal(child, "CONT");
+            self.paused[i] = false;
+        }
+    }
+
+    /// Resumes every paused node and restarts every node that is down.
+    pub fn heal(&mut self) {
+        for i in 0..self.len() {
+            self.resume(i);
+            self.restart(i);
+        }
+    }
+
+    /// Node `i`'s log (stderr of every run of it).
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.log", node_name(i)))
+    }
+
+    /// Copies every node's log into `dir` (to keep them after the cluster is gone).
+    pub fn copy_logs(&self, dir: &Path, prefix: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for i in 0..self.len() {
+            let target = dir.join(format!("{prefix}-{}.log", node_name(i)));
+            std::fs::copy(self.log_path(i), target)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn node_name(i: usize) -> String {
+    format!("node-{}", i + 1)
+}
+
+/// Sends `SIG<name>` to `child` (the `kill` utility keeps this crate free of `unsafe`).
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {} failed", child.id());
+}

@@ -1,0 +1,69 @@
+//! Chaos runs against real kvd clusters: concurrent clients while the nemesis kills and
+//! pauses nodes, the history checked for linearizability.
+//!
+//! By default each configuration runs for a few seconds (the whole file stays well under
+//! two minutes); `CHAOS_MINUTES=N` runs each for N minutes and `CHAOS_SEED=S` replays a
+//! schedule. Runs share the machine one at a time.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tests::cluster::Transport;
+use tests::linearizability::Verdict;
+use tests::run::{ChaosConfig, run};
+
+/// One cluster at a time: on a small CI machine parallel clusters only starve each other.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn duration() -> Duration {
+    match std::env::var("CHAOS_MINUTES") {
+        Ok(minutes) => {
+            let minutes: f64 = minutes
+                .parse()
+                .expect("CHAOS_MINUTES is a number of minutes");
+            Duration::from_secs_f64(minutes * 60.0)
+        }
+        Err(_) => Duration::from_secs(15),
+    }
+}
+
+fn chaos(nodes: usize, transport: Transport) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = runtime.block_on(run(ChaosConfig::new(nodes, transport, duration())));
+    match report.verdict() {
+        Verdict::Linearizable => {}
+        Verdict::Violation(violation) => panic!(
+            "{}\n{}\nreport: {:?}",
+            report.summary_line(),
+            violation.excerpt(),
+            report.report_path()
+        ),
+        // The search budget ran out: no evidence of a bug, and no proof either.
+        Verdict::Unknown { key } => eprintln!("checker gave up on key {key}"),
+    }
+    assert!(
+        report.tally().ok >= 10,
+        "too few acknowledged operations to mean anything: {}",
+        report.summary_line()
+    );
+}
+
+#[test]
+fn three_nodes_tcp() {
+    chaos(3, Transport::Tcp);
+}
+
+#[test]
+fn three_nodes_quic() {
+    chaos(3, Transport::Quic);
+}
+
+#[test]
+fn five_nodes_tcp() {
+    chaos(5, Transport::Tcp);
+}
