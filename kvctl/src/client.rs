@@ -282,10 +282,17 @@ impl Client {
             client_id: self.client_id.to_string(),
             request_id,
         };
+        let hint = &self.pool.leader;
         let (endpoint, answer) = self
             .retry(|mut kv| {
                 let request = request.clone();
-                async move { kv.put(request).await.map(|r| r.into_inner()) }
+                async move {
+                    let answer = kv.put(request).await?.into_inner();
+                    if !answer.ok {
+                        return Err(not_applied(hint, &answer.leader));
+                    }
+                    Ok(answer)
+                }
             })
             .await?;
         Ok(self.wrote(request_id, answer.leader, endpoint))
@@ -303,10 +310,17 @@ impl Client {
             client_id: self.client_id.to_string(),
             request_id,
         };
+        let hint = &self.pool.leader;
         let (endpoint, answer) = self
             .retry(|mut kv| {
                 let request = request.clone();
-                async move { kv.delete(request).await.map(|r| r.into_inner()) }
+                async move {
+                    let answer = kv.delete(request).await?.into_inner();
+                    if !answer.ok {
+                        return Err(not_applied(hint, &answer.leader));
+                    }
+                    Ok(answer)
+                }
             })
             .await?;
         Ok(self.wrote(request_id, answer.leader, endpoint))
@@ -473,6 +487,15 @@ impl Client {
             last,
         })
     }
+}
+
+/// A write answered `ok: false` was not applied by that node (it does not lead): remember the
+/// leader it names and retry there, with the same request id.
+fn not_applied(leader_slot: &Mutex<Option<String>>, leader: &str) -> Status {
+    if !leader.is_empty() {
+        *leader_slot.lock().expect("not poisoned") = Some(normalize_endpoint(leader));
+    }
+    Status::unavailable(format!("not the leader (leader: {leader:?})"))
 }
 
 /// Sorts a failed attempt into "try again (elsewhere)" or "give up".

@@ -183,10 +183,7 @@ impl Kv for Api {
                 ok: true,
                 leader: String::new(),
             })),
-            Some(addr) if hop => Ok(Response::new(PutResponse {
-                ok: false,
-                leader: addr,
-            })),
+            Some(addr) if hop => Err(not_leader_here(&addr)),
             Some(addr) => {
                 let mut client = self.leader_client(&addr).await?;
                 let mut answer = client
@@ -217,11 +214,7 @@ impl Kv for Api {
             })),
             Err(ClientError::NotLeader { leader }) if hop => {
                 let addr = self.leader_addr(leader)?;
-                Ok(Response::new(GetResponse {
-                    found: false,
-                    value: Vec::new(),
-                    leader: addr,
-                }))
+                Err(not_leader_here(&addr))
             }
             Err(ClientError::NotLeader { leader }) => {
                 let addr = self.leader_addr(leader)?;
@@ -257,10 +250,7 @@ impl Kv for Api {
                 ok: true,
                 leader: String::new(),
             })),
-            Some(addr) if hop => Ok(Response::new(DeleteResponse {
-                ok: false,
-                leader: addr,
-            })),
+            Some(addr) if hop => Err(not_leader_here(&addr)),
             Some(addr) => {
                 let mut client = self.leader_client(&addr).await?;
                 let mut answer = client
@@ -301,6 +291,13 @@ fn forwarded<T>(message: T) -> Request<T> {
         .metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
     request
+}
+
+/// Answer to a forwarded request that reached a node that does not lead (its sender's view
+/// was stale): an error, so the forwarding node and the client retry. An `ok: false` answer
+/// would be relayed as if it were the leader's and could pass for success.
+fn not_leader_here(leader: &str) -> Status {
+    Status::unavailable(format!("not the leader (leader: {leader}); retry"))
 }
 
 fn forward_error(addr: &str, status: Status) -> Status {

@@ -14,12 +14,12 @@
 //!   summary line per run on stderr (also appended to `target/chaos/summary.log`):
 //!   `chaos: 3-node-tcp seed=… ops=… ok=… unknown=… failed=… faults=… verdict=linearizable`.
 //! - `stale_reads.rs`: a history with kvd's stale reads, which the checker must reject.
-//! - `forwarded_answers.rs`: a regression test for a bug the chaos runs found (ignored until
-//!   kvd changes).
+//! - `forwarded_answers.rs`: a regression test for a bug the chaos runs found (a forwarded
+//!   write answered `ok: false` by a deposed leader was relayed as applied).
 //!
 //! Environment: `CHAOS_MINUTES=N` runs each chaos configuration for N minutes;
 //! `CHAOS_SEED=S` replays a workload and fault schedule (timing still varies);
-//! `CHAOS_TRUST_FORWARDED=1` counts answers relayed by a forwarding node as acknowledged
+//! `CHAOS_DISTRUST_FORWARDED=1` records answers relayed by a forwarding node as unknown
 //! (see [`workload`]). A violation writes the offending key's history and the nodes' logs
 //! under `target/chaos/`.
 //!

@@ -51,7 +51,7 @@ impl ChaosConfig {
             keys: 5,
             seed,
             faults: true,
-            trust_forwarded: std::env::var_os("CHAOS_TRUST_FORWARDED").is_some(),
+            trust_forwarded: std::env::var_os("CHAOS_DISTRUST_FORWARDED").is_none(),
         }
     }
 
@@ -68,7 +68,7 @@ impl ChaosConfig {
     }
 
     /// Records answers relayed by a forwarding node as acknowledged (see
-    /// [`Worker::trust_forwarded`]); the default comes from `CHAOS_TRUST_FORWARDED`.
+    /// [`Worker::trust_forwarded`]); on unless `CHAOS_DISTRUST_FORWARDED` is set.
     pub fn trust_forwarded(mut self, trust: bool) -> Self {
         self.trust_forwarded = trust;
         self

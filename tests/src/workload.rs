@@ -11,15 +11,13 @@
 //! # Forwarded answers
 //!
 //! A node that is not the leader forwards a request to the node it believes leads and
-//! relays the answer, naming that node in `leader`. When the forwarded-to node is not the
-//! leader either (a deposed leader that was paused, say), kvd answers a forwarded Put or
-//! Delete with `ok: false` and a forwarded Get with `found: false`, and the relaying node
-//! passes that on as a normal answer. `kvctl::client::Client` does not look at `ok`, so
-//! such a write comes back as success although nothing was applied, and such a read as
-//! "key absent". The chaos runs found both. Until kvd and kvctl tell these answers apart,
-//! a [`Worker`] that does not [`trust_forwarded`](Worker::trust_forwarded) answers records
-//! forwarded writes as [`Outcome::Unknown`] and forwarded reads as failed (no
-//! information), which is all the client API lets it know.
+//! relays the answer, naming that node in `leader`. The chaos runs once found a forwarded
+//! write answered `ok: false` by a deposed leader and relayed as if applied; kvd now answers
+//! such a request with `UNAVAILABLE` and kvctl retries `ok: false` answers (see
+//! `tests/forwarded_answers.rs`). Relayed answers are therefore trusted by default; a
+//! [`Worker`] that does not [`trust_forwarded`](Worker::trust_forwarded) answers records
+//! forwarded writes as [`Outcome::Unknown`] and forwarded reads as failed, a weaker check kept
+//! for comparison (`CHAOS_DISTRUST_FORWARDED=1`).
 
 use std::time::{Duration, Instant};
 
@@ -48,7 +46,7 @@ impl Worker {
             keys,
             consistency,
             seed,
-            trust_forwarded: false,
+            trust_forwarded: true,
         }
     }
 

@@ -1,18 +1,16 @@
 //! Regression test for what the chaos runs found in answers relayed by a forwarding node.
 //!
 //! A follower forwards a client's write to the node it believes leads, marking it with the
-//! `x-kvd-forwarded` metadata, and relays the answer. When the forwarded-to node is not the
-//! leader (a deposed leader just resumed from a pause, in the runs), kvd answers the
-//! forwarded Put or Delete with `ok: false` and a leader hint, the relaying node passes that
-//! on, and `kvctl::client::Client` (which does not look at `ok`) reports the write as
-//! applied. The checker then saw a read miss an acknowledged write.
+//! `x-kvd-forwarded` metadata, and relays the answer. When the forwarded-to node was not the
+//! leader (a deposed leader just resumed from a pause, in the runs), kvd used to answer the
+//! forwarded Put or Delete with `ok: false` and a leader hint; the relaying node passed that
+//! on, and `kvctl::client::Client` (which did not look at `ok`) reported the write as applied.
+//! The checker then saw a read miss an acknowledged write. kvd now answers such a request with
+//! `UNAVAILABLE` (relayed, and retried by every client), and kvctl treats `ok: false` as "not
+//! applied here": it follows the hint and retries with the same request id.
 //!
-//! The test sends a forwarded write straight to a follower, which is what the deposed
-//! leader sees. It is ignored until kvd answers such a request with an error status
-//! (`UNAVAILABLE`, which the forwarding node relays and every client retries); run it with
-//! `cargo test -p tests --test forwarded_answers -- --ignored`. (A forwarded Get has the
-//! same shape, `found: false` plus a hint, but only on a node that is neither leader nor a
-//! follower with a known leader, e.g. a candidate whose view still names the old leader.)
+//! The test sends a forwarded write straight to a follower, which is what the deposed leader
+//! saw.
 
 use std::time::{Duration, Instant};
 
@@ -59,7 +57,6 @@ async fn raw_client(cluster: &Cluster, node: usize) -> KvClient<tonic::transport
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "kvd answers a forwarded Put on a non-leader with ok=false, relayed as a success"]
 async fn a_forwarded_write_on_a_non_leader_is_an_error() {
     let (cluster, follower) = follower_with_key().await;
     let mut kv = raw_client(&cluster, follower).await;
