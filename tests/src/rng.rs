@@ -1,26 +1,21 @@
-//! A small seeded random source (SplitMix64) so every schedule can be replayed from its seed.
+//! A seeded random source so every schedule can be replayed from its seed.
 
 use std::time::Duration;
 
-/// A deterministic random sequence from a 64-bit seed.
+/// A deterministic random sequence from a 64-bit seed: the Raft core's generator, with the
+/// helpers a fault schedule needs.
 #[derive(Clone, Debug)]
-pub struct Rng {
-    state: u64,
-}
+pub struct Rng(raft::Rng);
 
 impl Rng {
     /// The sequence for `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self(raft::Rng::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (`n` must not be zero).
