@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use raft::{Membership, Node, NodeId, RestoreState};
+use raft::{Membership, Node, NodeId};
 use storage::{Options, Persister, Storage};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -106,7 +106,7 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     }
     let voters: BTreeSet<NodeId> = config.peers.keys().copied().chain([config.id]).collect();
     let fresh = recovered.is_fresh();
-    let (state, snapshot) = recovered.into_parts_for_start();
+    let (state, snapshot, _report) = recovered.into_parts();
     let now = raft::Instant::ZERO;
     let node = if fresh {
         Node::new(
@@ -281,16 +281,4 @@ fn check_writable(dir: &Path) -> Result<(), ServerError> {
                 dir.display()
             ))
         })
-}
-
-/// Splits what storage recovered into the core's restore state and the snapshot.
-trait StartParts {
-    fn into_parts_for_start(self) -> (RestoreState, raft::Snapshot);
-}
-
-impl StartParts for storage::Recovered {
-    fn into_parts_for_start(self) -> (RestoreState, raft::Snapshot) {
-        let snapshot = self.snapshot().clone();
-        (self.into_restore_state(), snapshot)
-    }
 }
