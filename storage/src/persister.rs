@@ -191,7 +191,7 @@ fn carry_out(storage: &mut Storage, batch: Vec<Job>) -> Result<Vec<Event>> {
                 events.push(Event::SnapshotSaved(snapshot.meta().clone()));
             }
             Job::LatestSnapshot { to } => {
-                let snapshot = storage.latest_snapshot().clone();
+                let snapshot = storage.latest_snapshot()?;
                 events.push(Event::LatestSnapshot { to, snapshot });
             }
         }

@@ -412,7 +412,7 @@ impl Storage {
             buffer: Vec::new(),
             index: replay.index,
             hard_state: replay.hard_state,
-            snapshot: snapshot.clone(),
+            snapshot: meta.clone(),
             compaction_due: true,
             poisoned: false,
             unsynced_entries: 0,

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raft::{Entry, HardState, Index, Persist, Snapshot, Term};
+use raft::{Entry, HardState, Index, Persist, Snapshot, SnapshotMeta, Term};
 
 use crate::error::{Result, StorageError};
 use crate::index::{EntryIndex, RecordLoc};
@@ -89,7 +89,8 @@ pub struct Storage {
     pub(crate) buffer: Vec<u8>,
     pub(crate) index: EntryIndex,
     pub(crate) hard_state: HardState,
-    pub(crate) snapshot: Snapshot,
+    /// The latest snapshot's metadata; its data stays on disk until a follower needs it.
+    pub(crate) snapshot: SnapshotMeta,
     pub(crate) compaction_due: bool,
     pub(crate) poisoned: bool,
     pub(crate) unsynced_entries: u64,
@@ -116,7 +117,7 @@ impl Storage {
         hard_state: Option<&HardState>,
     ) -> Result<()> {
         self.check()?;
-        let base = snapshot.map_or(self.snapshot.meta().index(), |s| s.meta().index());
+        let base = snapshot.map_or(self.snapshot.index(), |s| s.meta().index());
         let skip = entries.iter().take_while(|e| e.index() <= base).count();
         let entries = &entries[skip..];
         if let Some(first) = entries.first() {
@@ -177,7 +178,7 @@ impl Storage {
                 term: meta.term(),
             })?;
             self.index.reset(meta.index(), meta.term());
-            self.snapshot = snapshot.clone();
+            self.snapshot = snapshot.meta().clone();
             self.compaction_due = true;
         }
         if let Some(first) = entries.first()
@@ -396,7 +397,7 @@ impl Storage {
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
         self.check()?;
         let meta = snapshot.meta();
-        if meta.index() <= self.snapshot.meta().index() {
+        if meta.index() <= self.snapshot.index() {
             return Ok(());
         }
         let result = self.write_snapshot(snapshot);
@@ -418,7 +419,7 @@ impl Storage {
             self.write_record(&Record::HardState(self.hard_state))?;
             self.index.reset(meta.index(), meta.term());
         }
-        self.snapshot = snapshot.clone();
+        self.snapshot = snapshot.meta().clone();
         self.compaction_due = true;
         Ok(())
     }
@@ -426,7 +427,7 @@ impl Storage {
     /// Removes snapshots older than the current one and the oldest segments whose entries it
     /// wholly covers (never the active segment, never one after a segment that is kept).
     fn remove_obsolete_files(&mut self) -> Result<()> {
-        let meta = self.snapshot.meta();
+        let meta = &self.snapshot;
         let current = snapshot_file::file_name(meta.term(), meta.index());
         let mut removed_snapshot = false;
         for (_, path) in snapshot_file::list(&self.snap_dir)? {
@@ -460,9 +461,36 @@ impl Storage {
         Ok(())
     }
 
-    /// The latest snapshot (index 0 and empty data before any).
-    pub fn latest_snapshot(&self) -> &Snapshot {
+    /// The latest snapshot's metadata (index 0 before any).
+    pub fn latest_snapshot_meta(&self) -> &SnapshotMeta {
         &self.snapshot
+    }
+
+    /// The latest snapshot (index 0 and empty data before any), read back from its file: the
+    /// data is not kept in memory between uses, as it can be as large as the whole state.
+    pub fn latest_snapshot(&self) -> Result<Snapshot> {
+        let meta = &self.snapshot;
+        if meta.index() == 0 {
+            return Ok(Snapshot::new(meta.clone(), bytes::Bytes::new()));
+        }
+        let path = self
+            .snap_dir
+            .join(snapshot_file::file_name(meta.term(), meta.index()));
+        let (snapshot, _) = snapshot_file::read(&path)?;
+        if snapshot.meta() != meta {
+            return Err(StorageError::Corrupt {
+                path,
+                offset: 0,
+                reason: format!(
+                    "holds the snapshot at index {} (term {}), expected index {} (term {})",
+                    snapshot.meta().index(),
+                    snapshot.meta().term(),
+                    meta.index(),
+                    meta.term()
+                ),
+            });
+        }
+        Ok(snapshot)
     }
 
     /// The stored hard state (including writes not yet synced).

@@ -109,3 +109,34 @@ fn the_index_costs_at_most_32_bytes_per_entry() {
     assert_eq!(recovered.restore_state().entries.len() as u64, count);
     assert!(storage.index_bytes() as u64 <= 32 * count);
 }
+
+#[test]
+fn the_latest_snapshot_is_read_back_from_its_file() {
+    let dir = scratch();
+    let (mut storage, _) = Storage::open(dir.path(), options()).unwrap();
+    assert_eq!(storage.latest_snapshot().unwrap().meta().index(), 0);
+    storage
+        .persist_parts(None, &entries(1, 1, 10), Some(&HardState::new(1, None, 10)))
+        .unwrap();
+    storage.sync().unwrap();
+    let snap = snapshot(8, 1);
+    storage.save_snapshot(&snap).unwrap();
+    storage.sync().unwrap();
+    assert_eq!(storage.latest_snapshot_meta(), snap.meta());
+    let read = storage.latest_snapshot().unwrap();
+    assert_eq!(read.meta(), snap.meta());
+    assert_eq!(read.data(), snap.data());
+
+    // The data lives only in the file: damage there is reported, not papered over.
+    let files = snapshots(dir.path());
+    assert_eq!(files.len(), 1);
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&files[0], &bytes).unwrap();
+    let err = storage.latest_snapshot().unwrap_err();
+    assert!(
+        matches!(err, storage::StorageError::Corrupt { .. }),
+        "{err}"
+    );
+}
