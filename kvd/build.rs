@@ -7,9 +7,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
+    // `bytes` fields decode as `bytes::Bytes`: a value is sliced out of the request buffer
+    // instead of copied, and a read answers with the stored value's buffer. The wire format
+    // is the same (the seed's generated client below keeps `Vec<u8>`).
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .bytes(".")
         .compile_fds(fds)?;
 
     let seed_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("seed");

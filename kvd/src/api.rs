@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use crate::command::{Op, Request as Command};
+use bytes::Bytes;
+
+use crate::command;
 use crate::node_loop::{ClientError, ClientRequest, ClusterView};
 use crate::proto::admin::admin_server::Admin;
 use crate::proto::admin::{
@@ -135,18 +137,20 @@ impl Api {
         Ok(client)
     }
 
-    async fn write(&self, command: Command) -> Result<Option<String>, Status> {
+    /// Replicates an encoded write; `Some(leader address)` when this node does not lead.
+    async fn write(
+        &self,
+        command: Bytes,
+        client_id: &str,
+        request_id: u64,
+    ) -> Result<Option<String>, Status> {
         let result = self
-            .call(|reply| ClientRequest::Write {
-                request: command.clone(),
-                reply,
-            })
+            .call(|reply| ClientRequest::Write { command, reply })
             .await?;
         match result {
             Ok(WriteResult::Applied | WriteResult::Duplicate) => Ok(None),
             Ok(WriteResult::TooOld) => Err(Status::failed_precondition(format!(
-                "request id {} of client {:?} is older than the ids this cluster remembers; use a new request id",
-                command.request_id, command.client_id
+                "request id {request_id} of client {client_id:?} is older than the ids this cluster remembers; use a new request id"
             ))),
             Err(ClientError::NotLeader { leader }) => {
                 let addr = self.leader_addr(leader)?;
@@ -170,15 +174,8 @@ impl Kv for Api {
                 self.config.max_value_bytes
             )));
         }
-        let command = Command {
-            client_id: req.client_id.clone(),
-            request_id: req.request_id,
-            op: Op::Put {
-                key: req.key.clone(),
-                value: req.value.clone().into(),
-            },
-        };
-        match self.write(command).await? {
+        let command = command::encode_put(&req.client_id, req.request_id, &req.key, &req.value);
+        match self.write(command, &req.client_id, req.request_id).await? {
             None => Ok(Response::new(PutResponse {
                 ok: true,
                 leader: String::new(),
@@ -209,7 +206,7 @@ impl Kv for Api {
         {
             Ok(value) => Ok(Response::new(GetResponse {
                 found: value.is_some(),
-                value: value.map(|v| v.to_vec()).unwrap_or_default(),
+                value: value.unwrap_or_default(),
                 leader: String::new(),
             })),
             Err(ClientError::NotLeader { leader }) if hop => {
@@ -238,14 +235,8 @@ impl Kv for Api {
         let hop = is_forwarded(&request);
         let req = request.into_inner();
         self.check_key(&req.key)?;
-        let command = Command {
-            client_id: req.client_id.clone(),
-            request_id: req.request_id,
-            op: Op::Delete {
-                key: req.key.clone(),
-            },
-        };
-        match self.write(command).await? {
+        let command = command::encode_delete(&req.client_id, req.request_id, &req.key);
+        match self.write(command, &req.client_id, req.request_id).await? {
             None => Ok(Response::new(DeleteResponse {
                 ok: true,
                 leader: String::new(),

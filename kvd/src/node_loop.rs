@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 use transport::{Event as PeerEvent, Events, Transport};
 
-use crate::command::Request;
+use crate::command;
 use crate::state_machine::{KvStore, WriteResult};
 
 /// Why a client request failed.
@@ -44,8 +44,8 @@ pub enum ClientError {
 pub enum ClientRequest {
     /// Replicate and apply a write.
     Write {
-        /// The write.
-        request: Request,
+        /// The write, encoded for the log (see [`crate::command`]).
+        command: Bytes,
         /// Answered once applied (or failed).
         reply: oneshot::Sender<Result<WriteResult, ClientError>>,
     },
@@ -158,6 +158,8 @@ pub struct NodeLoop {
     read_batch: Vec<(String, ReadReply)>,
     next_read_id: u64,
     snapshot_index: Index,
+    /// Command bytes applied since the last snapshot.
+    applied_bytes: u64,
     snapshot_at: std::time::Instant,
     snapshot_in_flight: bool,
     failed: Option<String>,
@@ -187,6 +189,7 @@ impl NodeLoop {
             read_batch: Vec::new(),
             next_read_id: 0,
             snapshot_index,
+            applied_bytes: 0,
             snapshot_at: std::time::Instant::now(),
             snapshot_in_flight: false,
             failed: None,
@@ -322,9 +325,9 @@ impl NodeLoop {
     fn on_request(&mut self, request: ClientRequest) {
         let now = self.now();
         match request {
-            ClientRequest::Write { request, reply } => {
+            ClientRequest::Write { command, reply } => {
                 let term = self.node.term();
-                match self.node.propose(now, request.encode()) {
+                match self.node.propose(now, command) {
                     Ok(index) => {
                         self.pending_writes.insert(index, (term, reply));
                     }
@@ -452,9 +455,12 @@ impl NodeLoop {
         };
         for entry in entries {
             let index = entry.index();
+            if let EntryPayload::Command(bytes) = entry.payload() {
+                self.applied_bytes += bytes.len() as u64;
+            }
             let result = match entry.payload() {
-                EntryPayload::Command(bytes) => match Request::decode(bytes) {
-                    Ok(request) => Some(self.kv.apply(index, &request)),
+                EntryPayload::Command(bytes) => match command::decode(bytes) {
+                    Ok(write) => Some(self.kv.apply(index, &write)),
                     Err(e) => {
                         // Every replica skips the same undecodable entry, so they stay equal.
                         warn!(index, "skipping an undecodable command: {e}");
@@ -499,7 +505,11 @@ impl NodeLoop {
         }
         let applied = self.node.applied_index();
         let since = applied.saturating_sub(self.snapshot_index);
-        let by_count = since >= self.config.snapshot_entries;
+        // A snapshot costs time and disk in proportion to the state: take one only after the
+        // log has grown by a quarter of the state's size too, so a large state is not
+        // rewritten every few thousand writes (snapshot work stays ≤ 4× the bytes written).
+        let by_count = since >= self.config.snapshot_entries
+            && self.applied_bytes.saturating_mul(4) >= self.kv.data_bytes();
         let by_time = since > 0
             && self
                 .config
@@ -513,6 +523,7 @@ impl NodeLoop {
         };
         self.snapshot_in_flight = true;
         self.snapshot_at = std::time::Instant::now();
+        self.applied_bytes = 0;
         let data = self.kv.snapshot();
         self.submit(Job::SaveSnapshot(Snapshot::new(meta, data)));
     }

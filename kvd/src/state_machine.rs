@@ -10,12 +10,13 @@
 //! active one is evicted. Each client remembers its last `request_window` request ids.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use raft::Index;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Op, Request};
+use crate::command::{Write, WriteOp};
 
 /// Limits of the client session table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +65,40 @@ struct Session {
 #[derive(Debug, Default)]
 pub struct KvStore {
     data: BTreeMap<String, Bytes>,
-    sessions: HashMap<String, Session>,
-    /// `(last_index, client_id)` for expiry and eviction in log order.
-    activity: BTreeSet<(Index, String)>,
+    sessions: HashMap<Arc<str>, Session>,
+    /// Each session's last index → its client id, for expiry and eviction in log order (every
+    /// index holds one entry, so one client at most).
+    activity: BTreeMap<Index, Arc<str>>,
     limits: SessionLimits,
     applied: Index,
+    /// Sum of key and value lengths in `data`.
+    data_bytes: u64,
+}
+
+/// Borrowed twin of [`SnapshotImage`], encoded byte for byte the same.
+#[derive(Serialize)]
+struct SnapshotImageRef<'a> {
+    applied: Index,
+    data: DataRef<'a>,
+    sessions: SessionsRef<'a>,
+}
+
+/// The data map serialised as a sequence of `(key, value)` pairs, like a `Vec<(K, V)>`.
+struct DataRef<'a>(&'a BTreeMap<String, Bytes>);
+
+impl Serialize for DataRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
+}
+
+/// The session table serialised as a sequence of `(client id, session)` pairs.
+struct SessionsRef<'a>(&'a HashMap<Arc<str>, Session>);
+
+impl Serialize for SessionsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(k, v)| (&**k, v)))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -120,54 +150,74 @@ impl KvStore {
     }
 
     /// Applies the write at log `index`.
-    pub fn apply(&mut self, index: Index, request: &Request) -> WriteResult {
+    pub fn apply(&mut self, index: Index, write: &Write<'_>) -> WriteResult {
         self.applied = self.applied.max(index);
         self.expire(index);
-        if request.client_id.is_empty() {
-            self.apply_op(&request.op);
+        if write.client_id.is_empty() {
+            self.apply_op(&write.op);
             return WriteResult::Applied;
         }
         let window = self.limits.request_window.max(1);
-        let session = self.sessions.entry(request.client_id.clone()).or_default();
-        if session.recent.contains(&request.request_id) {
+        let session = match self.sessions.get_mut(write.client_id) {
+            Some(session) => session,
+            None => self.sessions.entry(Arc::from(write.client_id)).or_default(),
+        };
+        if session.recent.contains(&write.request_id) {
             return WriteResult::Duplicate;
         }
         if session
             .forgotten_up_to
-            .is_some_and(|old| request.request_id <= old)
+            .is_some_and(|old| write.request_id <= old)
         {
             return WriteResult::TooOld;
         }
-        self.activity
-            .remove(&(session.last_index, request.client_id.clone()));
+        let client = match self.activity.remove(&session.last_index) {
+            Some(client) if *client == *write.client_id => client,
+            other => {
+                // A new session (or, defensively, an index owned by another client: put it back).
+                if let Some(owner) = other {
+                    self.activity.insert(session.last_index, owner);
+                }
+                Arc::from(write.client_id)
+            }
+        };
         session.last_index = index;
-        session.recent.insert(request.request_id);
+        session.recent.insert(write.request_id);
         while session.recent.len() > window {
             let oldest = session.recent.pop_first().expect("non-empty");
             session.forgotten_up_to =
                 Some(session.forgotten_up_to.map_or(oldest, |f| f.max(oldest)));
         }
-        self.activity.insert((index, request.client_id.clone()));
+        self.activity.insert(index, client);
         self.evict();
-        self.apply_op(&request.op);
+        self.apply_op(&write.op);
         WriteResult::Applied
     }
 
-    fn apply_op(&mut self, op: &Op) {
+    fn apply_op(&mut self, op: &WriteOp<'_>) {
         match op {
-            Op::Put { key, value } => {
-                self.data.insert(key.clone(), value.clone());
+            WriteOp::Put { key, value } => {
+                self.data_bytes += value.len() as u64;
+                if let Some(slot) = self.data.get_mut(*key) {
+                    self.data_bytes -= slot.len() as u64;
+                    *slot = value.clone();
+                } else {
+                    self.data_bytes += key.len() as u64;
+                    self.data.insert((*key).to_owned(), value.clone());
+                }
             }
-            Op::Delete { key } => {
-                self.data.remove(key);
+            WriteOp::Delete { key } => {
+                if let Some(old) = self.data.remove(*key) {
+                    self.data_bytes -= (key.len() + old.len()) as u64;
+                }
             }
         }
     }
 
     fn expire(&mut self, index: Index) {
         let horizon = index.saturating_sub(self.limits.session_expiry_entries);
-        while let Some((last, _)) = self.activity.first() {
-            if *last >= horizon {
+        while let Some((&last, _)) = self.activity.first_key_value() {
+            if last >= horizon {
                 break;
             }
             let (_, client) = self.activity.pop_first().expect("non-empty");
@@ -184,22 +234,20 @@ impl KvStore {
         }
     }
 
-    /// Serialises the whole state (map, sessions, applied index).
+    /// Serialises the whole state (map, sessions, applied index), straight from the maps (no
+    /// intermediate copy of the state).
     pub fn snapshot(&self) -> Bytes {
-        let image = SnapshotImage {
+        let image = SnapshotImageRef {
             applied: self.applied,
-            data: self
-                .data
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            sessions: self
-                .sessions
-                .iter()
-                .map(|(k, s)| (k.clone(), s.clone()))
-                .collect(),
+            data: DataRef(&self.data),
+            sessions: SessionsRef(&self.sessions),
         };
         Bytes::from(postcard::to_allocvec(&image).expect("serialising to memory cannot fail"))
+    }
+
+    /// Approximate bytes of keys and values held (what a snapshot's size is dominated by).
+    pub fn data_bytes(&self) -> u64 {
+        self.data_bytes
     }
 
     /// Replaces the state with a snapshot; empty bytes mean the empty state.
@@ -211,9 +259,15 @@ impl KvStore {
         let image: SnapshotImage = postcard::from_bytes(bytes)?;
         let mut store = Self::new(self.limits);
         store.applied = image.applied;
+        store.data_bytes = image
+            .data
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum();
         store.data = image.data.into_iter().collect();
         for (client, session) in image.sessions {
-            store.activity.insert((session.last_index, client.clone()));
+            let client: Arc<str> = Arc::from(client);
+            store.activity.insert(session.last_index, client.clone());
             store.sessions.insert(client, session);
         }
         *self = store;
@@ -224,6 +278,7 @@ impl KvStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::{Op, Request};
 
     fn put(client: &str, id: u64, key: &str, value: &str) -> Request {
         Request {
@@ -239,15 +294,24 @@ mod tests {
     #[test]
     fn a_retry_is_applied_once() {
         let mut s = KvStore::new(SessionLimits::default());
-        assert_eq!(s.apply(1, &put("a", 100, "k", "v1")), WriteResult::Applied);
-        assert_eq!(s.apply(2, &put("b", 1, "k", "other")), WriteResult::Applied);
+        assert_eq!(
+            s.apply(1, &put("a", 100, "k", "v1").as_write()),
+            WriteResult::Applied
+        );
+        assert_eq!(
+            s.apply(2, &put("b", 1, "k", "other").as_write()),
+            WriteResult::Applied
+        );
         // The retry of (a, 100) must not overwrite b's later write.
         assert_eq!(
-            s.apply(3, &put("a", 100, "k", "v1")),
+            s.apply(3, &put("a", 100, "k", "v1").as_write()),
             WriteResult::Duplicate
         );
         assert_eq!(s.get("k").unwrap(), "other");
-        assert_eq!(s.apply(4, &put("a", 101, "k", "v2")), WriteResult::Applied);
+        assert_eq!(
+            s.apply(4, &put("a", 101, "k", "v2").as_write()),
+            WriteResult::Applied
+        );
         assert_eq!(s.get("k").unwrap(), "v2");
     }
 
@@ -259,9 +323,12 @@ mod tests {
             request_id: 1,
             op: Op::Delete { key: "k".into() },
         };
-        s.apply(1, &put("", 1, "k", "v"));
-        assert_eq!(s.apply(2, &del), WriteResult::Applied);
-        assert_eq!(s.apply(3, &put("", 1, "k", "v")), WriteResult::Applied);
+        s.apply(1, &put("", 1, "k", "v").as_write());
+        assert_eq!(s.apply(2, &del.as_write()), WriteResult::Applied);
+        assert_eq!(
+            s.apply(3, &put("", 1, "k", "v").as_write()),
+            WriteResult::Applied
+        );
         assert_eq!(s.get("k").unwrap(), "v");
         assert_eq!(s.sessions(), 0);
     }
@@ -274,14 +341,29 @@ mod tests {
         };
         let mut s = KvStore::new(limits);
         for id in 1..=5 {
-            assert_eq!(s.apply(id, &put("a", id, "k", "v")), WriteResult::Applied);
+            assert_eq!(
+                s.apply(id, &put("a", id, "k", "v").as_write()),
+                WriteResult::Applied
+            );
         }
-        assert_eq!(s.apply(6, &put("a", 5, "k", "x")), WriteResult::Duplicate);
-        assert_eq!(s.apply(7, &put("a", 1, "k", "x")), WriteResult::TooOld);
+        assert_eq!(
+            s.apply(6, &put("a", 5, "k", "x").as_write()),
+            WriteResult::Duplicate
+        );
+        assert_eq!(
+            s.apply(7, &put("a", 1, "k", "x").as_write()),
+            WriteResult::TooOld
+        );
         assert_eq!(s.get("k").unwrap(), "v");
         // Out-of-order ids inside the window are fine.
-        assert_eq!(s.apply(8, &put("a", 10, "k", "ten")), WriteResult::Applied);
-        assert_eq!(s.apply(9, &put("a", 9, "k", "nine")), WriteResult::Applied);
+        assert_eq!(
+            s.apply(8, &put("a", 10, "k", "ten").as_write()),
+            WriteResult::Applied
+        );
+        assert_eq!(
+            s.apply(9, &put("a", 9, "k", "nine").as_write()),
+            WriteResult::Applied
+        );
     }
 
     #[test]
@@ -292,11 +374,14 @@ mod tests {
             session_expiry_entries: 100,
         };
         let mut s = KvStore::new(limits);
-        s.apply(1, &put("a", 1, "k", "v"));
-        s.apply(2, &put("b", 1, "k", "v"));
-        s.apply(3, &put("c", 1, "k", "v"));
+        s.apply(1, &put("a", 1, "k", "v").as_write());
+        s.apply(2, &put("b", 1, "k", "v").as_write());
+        s.apply(3, &put("c", 1, "k", "v").as_write());
         assert_eq!(s.sessions(), 2, "a was evicted as least recently active");
-        assert_eq!(s.apply(4, &put("a", 1, "k", "again")), WriteResult::Applied);
+        assert_eq!(
+            s.apply(4, &put("a", 1, "k", "again").as_write()),
+            WriteResult::Applied
+        );
         s.skip(500);
         assert_eq!(
             s.sessions(),
@@ -306,17 +391,50 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_encoding_is_the_owned_image() {
+        let mut s = KvStore::new(SessionLimits::default());
+        s.apply(1, &put("a", 7, "k1", "v1").as_write());
+        s.apply(2, &put("b", 8, "k2", "value two").as_write());
+        s.apply(3, &put("", 0, "k3", "v3").as_write());
+        let owned = SnapshotImage {
+            applied: 3,
+            data: s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sessions: s
+                .sessions
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        assert_eq!(s.snapshot(), postcard::to_allocvec(&owned).unwrap());
+        assert_eq!(s.data_bytes(), 2 + 2 + 2 + 9 + 2 + 2);
+        s.apply(4, &put("", 0, "k2", "v").as_write());
+        s.apply(
+            5,
+            &Request {
+                client_id: String::new(),
+                request_id: 0,
+                op: Op::Delete { key: "k1".into() },
+            }
+            .as_write(),
+        );
+        assert_eq!(s.data_bytes(), 2 + 1 + 2 + 2);
+        let mut r = KvStore::new(SessionLimits::default());
+        r.restore(&s.snapshot()).unwrap();
+        assert_eq!(r.data_bytes(), s.data_bytes());
+    }
+
+    #[test]
     fn snapshots_carry_sessions() {
         let mut s = KvStore::new(SessionLimits::default());
-        s.apply(1, &put("a", 7, "k1", "v1"));
-        s.apply(2, &put("a", 8, "k2", "v2"));
+        s.apply(1, &put("a", 7, "k1", "v1").as_write());
+        s.apply(2, &put("a", 8, "k2", "v2").as_write());
         let image = s.snapshot();
         let mut r = KvStore::new(SessionLimits::default());
         r.restore(&image).unwrap();
         assert_eq!(r.get("k1").unwrap(), "v1");
         assert_eq!(r.applied(), 2);
         assert_eq!(
-            r.apply(3, &put("a", 7, "k1", "changed")),
+            r.apply(3, &put("a", 7, "k1", "changed").as_write()),
             WriteResult::Duplicate
         );
         assert_eq!(r.get("k1").unwrap(), "v1");
