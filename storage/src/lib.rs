@@ -80,4 +80,4 @@ pub use policy::SnapshotPolicy;
 pub use recovery::{Recovered, RecoveryReport, TailCut};
 pub use repair::{RepairAction, RepairReport, repair};
 pub use stats::StorageStats;
-pub use storage::Storage;
+pub use storage::{SnapshotWriter, Storage};

@@ -41,7 +41,8 @@ pub(crate) fn parse_name(name: &str) -> Option<(Index, Term)> {
     Some((index.parse().ok()?, term.parse().ok()?))
 }
 
-/// Encodes a snapshot file.
+/// Encodes a snapshot file in memory (the reference for [`write`]).
+#[cfg(test)]
 pub(crate) fn encode(snapshot: &Snapshot, wal_seq: u64) -> Vec<u8> {
     let body = postcard::to_stdvec(&(wal_seq, snapshot.meta(), snapshot.data()))
         .expect("serialising into a Vec cannot fail");
@@ -86,13 +87,34 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<(Snapshot, u64)> {
 }
 
 /// Writes `snapshot` into `snap_dir` durably: temporary file, fsync, rename, directory fsync.
+///
+/// The file is streamed from the snapshot's parts (same bytes as [`encode`]), so writing a
+/// large state does not copy it in memory first.
 pub(crate) fn write(snap_dir: &Path, snapshot: &Snapshot, wal_seq: u64) -> Result<PathBuf> {
     let meta = snapshot.meta();
     let path = snap_dir.join(file_name(meta.term(), meta.index()));
     let tmp = path.with_extension("snap.tmp");
-    let bytes = encode(snapshot, wal_seq);
+    // postcard encodes a tuple as its fields in a row, and `Bytes` as a varint length and
+    // the bytes: the body is head ‖ varint(len) ‖ data.
+    let head = postcard::to_stdvec(&(wal_seq, meta)).expect("serialising into a Vec cannot fail");
+    let data = snapshot.data();
+    let mut varint = [0u8; 10];
+    let varint = postcard::to_slice(&(data.len() as u64), &mut varint)
+        .expect("a u64 varint fits in 10 bytes");
+    let body_len = ((head.len() + varint.len() + data.len()) as u64).to_le_bytes();
+    let mut crc = crc32c::crc32c(&body_len);
+    for part in [&head[..], varint, data] {
+        crc = crc32c::crc32c_append(crc, part);
+    }
     let mut file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-    file.write_all(&bytes)
+    let mut prefix = Vec::with_capacity(PREFIX_LEN + head.len() + varint.len());
+    prefix.extend_from_slice(MAGIC);
+    prefix.extend_from_slice(&body_len);
+    prefix.extend_from_slice(&crc.to_le_bytes());
+    prefix.extend_from_slice(&head);
+    prefix.extend_from_slice(varint);
+    file.write_all(&prefix)
+        .and_then(|()| file.write_all(data))
         .and_then(|()| file.sync_all())
         .map_err(|e| StorageError::io(&tmp, e))?;
     drop(file);
@@ -178,6 +200,21 @@ mod tests {
         let bytes = encode(&sample(), 4);
         assert_eq!(decode(Path::new("s"), &bytes).unwrap(), (sample(), 4));
         assert_eq!(parse_name(&file_name(3, 12)), Some((12, 3)));
+    }
+
+    #[test]
+    fn the_streamed_file_is_the_encoded_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for data in [
+            Bytes::new(),
+            Bytes::from(vec![7u8; 300]),
+            Bytes::from(vec![1u8; 70_000]),
+        ] {
+            let snapshot = Snapshot::new(SnapshotMeta::new(12, 3, Membership::new([1, 2])), data);
+            let path = write(dir.path(), &snapshot, 9).unwrap();
+            assert_eq!(fs::read(&path).unwrap(), encode(&snapshot, 9));
+            assert_eq!(read(&path).unwrap(), (snapshot, 9));
+        }
     }
 
     #[test]

@@ -394,19 +394,42 @@ impl Storage {
     /// stored one): the file is durable when this returns; the entries it covers are dropped,
     /// and the next [`Storage::sync`] removes older snapshots and covered segments. Call
     /// [`raft::Node::compact`] afterwards.
+    ///
+    /// This is [`Storage::snapshot_writer`], [`SnapshotWriter::write`] and
+    /// [`Storage::snapshot_written`] in a row; [`crate::Persister`] runs the middle step on a
+    /// thread of its own so that log writes go on while a large snapshot is written.
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
         self.check()?;
-        let meta = snapshot.meta();
+        let Some(writer) = self.snapshot_writer(snapshot.meta()) else {
+            return Ok(());
+        };
+        let result = writer.write(snapshot);
+        self.poison_on_error(result)?;
+        self.snapshot_written(snapshot.meta())
+    }
+
+    /// What writing the snapshot described by `meta` to its file needs, or `None` when the
+    /// stored snapshot is already as new.
+    pub fn snapshot_writer(&self, meta: &SnapshotMeta) -> Option<SnapshotWriter> {
+        (meta.index() > self.snapshot.index()).then(|| SnapshotWriter {
+            snap_dir: self.snap_dir.clone(),
+            wal_seq: self.active.seq,
+        })
+    }
+
+    /// Adopts a snapshot whose file [`SnapshotWriter::write`] made durable: drops the entries
+    /// it covers (a snapshot that is not newer than the stored one is left for removal).
+    pub fn snapshot_written(&mut self, meta: &SnapshotMeta) -> Result<()> {
+        self.check()?;
         if meta.index() <= self.snapshot.index() {
+            self.compaction_due = true;
             return Ok(());
         }
-        let result = self.write_snapshot(snapshot);
+        let result = self.adopt_snapshot(meta);
         self.poison_on_error(result)
     }
 
-    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
-        let meta = snapshot.meta();
-        snapshot_file::write(&self.snap_dir, snapshot, self.active.seq)?;
+    fn adopt_snapshot(&mut self, meta: &SnapshotMeta) -> Result<()> {
         Counters::add(&self.counters.fsyncs, 2);
         if self.index.term_at(meta.index()) == Some(meta.term()) {
             self.index.compact(meta.index());
@@ -419,7 +442,7 @@ impl Storage {
             self.write_record(&Record::HardState(self.hard_state))?;
             self.index.reset(meta.index(), meta.term());
         }
-        self.snapshot = snapshot.meta().clone();
+        self.snapshot = meta.clone();
         self.compaction_due = true;
         Ok(())
     }
@@ -430,8 +453,11 @@ impl Storage {
         let meta = &self.snapshot;
         let current = snapshot_file::file_name(meta.term(), meta.index());
         let mut removed_snapshot = false;
-        for (_, path) in snapshot_file::list(&self.snap_dir)? {
-            if path.file_name().and_then(|n| n.to_str()) != Some(current.as_str()) {
+        for ((index, _), path) in snapshot_file::list(&self.snap_dir)? {
+            // Only older ones: a newer file may be a snapshot still being adopted.
+            if index <= meta.index()
+                && path.file_name().and_then(|n| n.to_str()) != Some(current.as_str())
+            {
                 fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
                 removed_snapshot = true;
             }
@@ -540,6 +566,20 @@ impl Storage {
             self.poisoned = true;
         }
         result
+    }
+}
+
+/// Writes one snapshot file; made by [`Storage::snapshot_writer`], runs on any thread.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    snap_dir: PathBuf,
+    wal_seq: u64,
+}
+
+impl SnapshotWriter {
+    /// Writes `snapshot`'s file durably (temporary file, fsync, rename, directory fsync).
+    pub fn write(&self, snapshot: &Snapshot) -> Result<()> {
+        snapshot_file::write(&self.snap_dir, snapshot, self.wal_seq).map(drop)
     }
 }
 

@@ -270,3 +270,41 @@ fn a_failure_is_reported_once_and_stops_the_thread() {
     assert!(persister.submit(Job::Fetch { first: 1, last: 1 }).is_err());
     assert!(persister.shutdown().is_err());
 }
+
+#[test]
+fn a_snapshot_still_being_written_at_shutdown_is_finished_and_adopted() {
+    let dir = scratch();
+    let options = || Options::new().segment_size(64 << 10);
+    let (storage, _) = Storage::open(dir.path(), options()).unwrap();
+    let node = Node::new(Config::new(1), Membership::new([1]), Instant::ZERO).unwrap();
+    let mut driver = Driver::new(node, storage, MemStorage::new());
+    driver.elect();
+    for i in 0..50u32 {
+        driver
+            .node
+            .propose(driver.now, format!("set k {i}").into_bytes().into())
+            .unwrap();
+    }
+    driver.settle();
+    // A snapshot large enough that its write is still going on when the stop arrives.
+    let small = driver.snapshot_now();
+    let snapshot = Snapshot::new(
+        small.meta().clone(),
+        bytes::Bytes::from(vec![5u8; 32 << 20]),
+    );
+    let index = snapshot.meta().index();
+    let Driver {
+        persister, events, ..
+    } = driver;
+    persister.submit(Job::SaveSnapshot(snapshot)).unwrap();
+    let storage = persister.shutdown().unwrap();
+    assert_eq!(storage.latest_snapshot_meta().index(), index);
+    let saved = events
+        .try_iter()
+        .any(|e| matches!(e, Event::SnapshotSaved(meta) if meta.index() == index));
+    assert!(saved, "SnapshotSaved reported before the thread stopped");
+    drop(storage);
+    let (_, recovered) = Storage::open(dir.path(), options()).unwrap();
+    assert_eq!(recovered.snapshot().meta().index(), index);
+    assert_eq!(recovered.snapshot().data().len(), 32 << 20);
+}
