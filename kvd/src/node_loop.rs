@@ -290,6 +290,7 @@ impl NodeLoop {
             StorageEvent::Durable(token) => self.node.persisted(now, token),
             StorageEvent::Fetched { entries, .. } => self.node.entries_fetched(now, entries),
             StorageEvent::SnapshotSaved(meta) => {
+                info!(index = meta.index(), "snapshot saved");
                 self.snapshot_in_flight = false;
                 self.snapshot_index = meta.index();
                 if let Err(e) = self.node.compact(now, meta.index()) {
@@ -524,8 +525,16 @@ impl NodeLoop {
         self.snapshot_in_flight = true;
         self.snapshot_at = std::time::Instant::now();
         self.applied_bytes = 0;
-        let data = self.kv.snapshot();
-        self.submit(Job::SaveSnapshot(Snapshot::new(meta, data)));
+        let started = std::time::Instant::now();
+        let source = Box::new(self.kv.snapshot_source());
+        info!(
+            index = meta.index(),
+            keys = self.kv.len(),
+            bytes = self.kv.data_bytes(),
+            took_us = started.elapsed().as_micros() as u64,
+            "snapshot started"
+        );
+        self.submit(Job::WriteSnapshot { meta, source });
     }
 
     fn status(&self) -> Status {

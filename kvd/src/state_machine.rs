@@ -9,7 +9,7 @@
 //! client's last write, and when more than `max_sessions` clients are known the least recently
 //! active one is evicted. Each client remembers its last `request_window` request ids.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -64,8 +64,8 @@ struct Session {
 /// The key-value map and the session table.
 #[derive(Debug, Default)]
 pub struct KvStore {
-    data: BTreeMap<String, Bytes>,
-    sessions: HashMap<Arc<str>, Session>,
+    data: imbl::OrdMap<String, Bytes>,
+    sessions: imbl::HashMap<Arc<str>, Session>,
     /// Each session's last index → its client id, for expiry and eviction in log order (every
     /// index holds one entry, so one client at most).
     activity: BTreeMap<Index, Arc<str>>,
@@ -84,7 +84,7 @@ struct SnapshotImageRef<'a> {
 }
 
 /// The data map serialised as a sequence of `(key, value)` pairs, like a `Vec<(K, V)>`.
-struct DataRef<'a>(&'a BTreeMap<String, Bytes>);
+struct DataRef<'a>(&'a imbl::OrdMap<String, Bytes>);
 
 impl Serialize for DataRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -93,7 +93,7 @@ impl Serialize for DataRef<'_> {
 }
 
 /// The session table serialised as a sequence of `(client id, session)` pairs.
-struct SessionsRef<'a>(&'a HashMap<Arc<str>, Session>);
+struct SessionsRef<'a>(&'a imbl::HashMap<Arc<str>, Session>);
 
 impl Serialize for SessionsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -243,6 +243,27 @@ impl KvStore {
             sessions: SessionsRef(&self.sessions),
         };
         Bytes::from(postcard::to_allocvec(&image).expect("serialising to memory cannot fail"))
+    }
+
+    /// Writes the same bytes as [`KvStore::snapshot`] into `out` later, from a copy-on-write
+    /// clone of the state taken now (cheap): the node goes on applying while this runs on
+    /// the storage thread.
+    pub fn snapshot_source(
+        &self,
+    ) -> impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static {
+        let data = self.data.clone();
+        let sessions = self.sessions.clone();
+        let applied = self.applied;
+        move |out| {
+            let image = SnapshotImageRef {
+                applied,
+                data: DataRef(&data),
+                sessions: SessionsRef(&sessions),
+            };
+            postcard::to_io(&image, out)
+                .map(drop)
+                .map_err(std::io::Error::other)
+        }
     }
 
     /// Approximate bytes of keys and values held (what a snapshot's size is dominated by).
@@ -421,6 +442,26 @@ mod tests {
         let mut r = KvStore::new(SessionLimits::default());
         r.restore(&s.snapshot()).unwrap();
         assert_eq!(r.data_bytes(), s.data_bytes());
+    }
+
+    #[test]
+    fn a_snapshot_source_writes_the_state_as_of_its_making() {
+        let mut s = KvStore::new(SessionLimits::default());
+        s.apply(1, &put("a", 1, "k1", "v1").as_write());
+        s.apply(2, &put("b", 1, "k2", "v2").as_write());
+        let expected = s.snapshot();
+        let source = s.snapshot_source();
+        // Later writes do not leak into the pending snapshot.
+        s.apply(3, &put("a", 2, "k1", "changed").as_write());
+        s.apply(4, &put("c", 1, "k3", "new").as_write());
+        let mut out = Vec::new();
+        source(&mut out).unwrap();
+        assert_eq!(out, expected);
+        let mut r = KvStore::new(SessionLimits::default());
+        r.restore(&out).unwrap();
+        assert_eq!(r.get("k1").unwrap(), "v1");
+        assert!(r.get("k3").is_none());
+        assert_eq!(r.sessions(), 2);
     }
 
     #[test]

@@ -75,7 +75,7 @@ mod storage;
 
 pub use error::{Result, StorageError};
 pub use options::Options;
-pub use persister::{Event, Job, Persister};
+pub use persister::{Event, Job, Persister, SnapshotSource};
 pub use policy::SnapshotPolicy;
 pub use recovery::{Recovered, RecoveryReport, TailCut};
 pub use repair::{RepairAction, RepairReport, repair};

@@ -22,7 +22,6 @@ use crate::stats::{Counters, StorageStats};
 use crate::storage::{SnapshotWriter, Storage};
 
 /// Work for the [`Persister`].
-#[derive(Debug)]
 pub enum Job {
     /// A [`raft::Output::Persist`]; answered by [`Event::Durable`].
     Persist(Persist),
@@ -36,12 +35,45 @@ pub enum Job {
     /// A snapshot of the state machine to store; answered by [`Event::SnapshotSaved`], after
     /// which the driver calls [`raft::Node::compact`].
     SaveSnapshot(Snapshot),
+    /// Like [`Job::SaveSnapshot`], with the data streamed into the file by `source` on the
+    /// snapshot thread, so a large state is never copied whole into memory. `source` gets a
+    /// buffered writer; typically it serialises a cheap clone (copy-on-write) of the state.
+    WriteSnapshot {
+        /// The snapshot's index, term and membership.
+        meta: SnapshotMeta,
+        /// Writes the data.
+        source: SnapshotSource,
+    },
     /// The latest stored snapshot, for a follower that needs it
     /// ([`raft::Output::SnapshotNeeded`]); answered by [`Event::LatestSnapshot`].
     LatestSnapshot {
         /// The follower that needs it, echoed back.
         to: raft::NodeId,
     },
+}
+
+/// Streams a snapshot's data into its file (see [`Job::WriteSnapshot`]).
+pub type SnapshotSource =
+    Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static>;
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Persist(p) => f.debug_tuple("Persist").field(p).finish(),
+            Self::Fetch { first, last } => f
+                .debug_struct("Fetch")
+                .field("first", first)
+                .field("last", last)
+                .finish(),
+            Self::SaveSnapshot(s) => f.debug_tuple("SaveSnapshot").field(s.meta()).finish(),
+            Self::WriteSnapshot { meta, .. } => {
+                f.debug_struct("WriteSnapshot").field("meta", meta).finish()
+            }
+            Self::LatestSnapshot { to } => {
+                f.debug_struct("LatestSnapshot").field("to", to).finish()
+            }
+        }
+    }
 }
 
 /// What the [`Persister`] reports.
@@ -77,7 +109,7 @@ pub enum Event {
 enum Msg {
     Job(Job),
     SnapshotWritten {
-        snapshot: Snapshot,
+        meta: SnapshotMeta,
         result: Result<()>,
     },
     Stop,
@@ -164,22 +196,50 @@ impl Drop for Persister {
     }
 }
 
+/// A snapshot file to write: its data in memory or streamed by a source.
+enum SnapshotData {
+    Bytes(Snapshot),
+    Source(SnapshotMeta, SnapshotSource),
+}
+
+impl SnapshotData {
+    fn meta(&self) -> &SnapshotMeta {
+        match self {
+            Self::Bytes(snapshot) => snapshot.meta(),
+            Self::Source(meta, _) => meta,
+        }
+    }
+
+    fn write(self, writer: &SnapshotWriter) -> (SnapshotMeta, Result<()>) {
+        match self {
+            Self::Bytes(snapshot) => {
+                let result = writer.write(&snapshot);
+                (snapshot.meta().clone(), result)
+            }
+            Self::Source(meta, source) => {
+                let result = writer.write_with(&meta, source);
+                (meta, result)
+            }
+        }
+    }
+}
+
 /// The snapshot writer thread, started on first use.
 struct SnapshotThread {
-    jobs: Sender<(SnapshotWriter, Snapshot)>,
+    jobs: Sender<(SnapshotWriter, SnapshotData)>,
     thread: JoinHandle<()>,
 }
 
 impl SnapshotThread {
     fn start(to_persister: Sender<Msg>) -> Self {
-        let (jobs, queue) = mpsc::channel::<(SnapshotWriter, Snapshot)>();
+        let (jobs, queue) = mpsc::channel::<(SnapshotWriter, SnapshotData)>();
         let thread = std::thread::Builder::new()
             .name("storage-snapshot".into())
             .spawn(move || {
-                for (writer, snapshot) in queue {
-                    let result = writer.write(&snapshot);
+                for (writer, data) in queue {
+                    let (meta, result) = data.write(&writer);
                     if to_persister
-                        .send(Msg::SnapshotWritten { snapshot, result })
+                        .send(Msg::SnapshotWritten { meta, result })
                         .is_err()
                     {
                         return;
@@ -216,27 +276,26 @@ fn run(
                     batch.push(msg);
                 }
                 Msg::Job(Job::SaveSnapshot(snapshot)) => {
-                    match storage.snapshot_writer(snapshot.meta()) {
-                        Some(writer) => {
-                            let thread = snapshots
-                                .get_or_insert_with(|| SnapshotThread::start(to_self.clone()));
-                            writing += 1;
-                            if let Err(mpsc::SendError((_, snapshot))) =
-                                thread.jobs.send((writer, snapshot))
-                            {
-                                writing -= 1;
-                                batch.push(Msg::SnapshotWritten {
-                                    snapshot,
-                                    result: Err(StorageError::Stopped),
-                                });
-                            }
-                        }
-                        // Not newer than the stored one: nothing to write.
-                        None => batch.push(Msg::SnapshotWritten {
-                            snapshot,
-                            result: Ok(()),
-                        }),
-                    }
+                    let data = SnapshotData::Bytes(snapshot);
+                    write_snapshot(
+                        &storage,
+                        &mut snapshots,
+                        &to_self,
+                        &mut writing,
+                        data,
+                        &mut batch,
+                    );
+                }
+                Msg::Job(Job::WriteSnapshot { meta, source }) => {
+                    let data = SnapshotData::Source(meta, source);
+                    write_snapshot(
+                        &storage,
+                        &mut snapshots,
+                        &to_self,
+                        &mut writing,
+                        data,
+                        &mut batch,
+                    );
                 }
                 Msg::Job(_) => batch.push(msg),
             }
@@ -267,6 +326,34 @@ fn run(
     Some(storage)
 }
 
+/// Hands a snapshot to the writer thread (started on first use); one that is not newer than
+/// the stored snapshot is answered at once.
+fn write_snapshot(
+    storage: &Storage,
+    snapshots: &mut Option<SnapshotThread>,
+    to_self: &Sender<Msg>,
+    writing: &mut usize,
+    data: SnapshotData,
+    batch: &mut Vec<Msg>,
+) {
+    let Some(writer) = storage.snapshot_writer(data.meta()) else {
+        batch.push(Msg::SnapshotWritten {
+            meta: data.meta().clone(),
+            result: Ok(()),
+        });
+        return;
+    };
+    let thread = snapshots.get_or_insert_with(|| SnapshotThread::start(to_self.clone()));
+    *writing += 1;
+    if let Err(mpsc::SendError((_, data))) = thread.jobs.send((writer, data)) {
+        *writing -= 1;
+        batch.push(Msg::SnapshotWritten {
+            meta: data.meta().clone(),
+            result: Err(StorageError::Stopped),
+        });
+    }
+}
+
 /// Writes a batch, syncs once, and returns the events to report.
 fn carry_out(storage: &mut Storage, batch: Vec<Msg>) -> Result<Vec<Event>> {
     let mut durable = None;
@@ -274,10 +361,10 @@ fn carry_out(storage: &mut Storage, batch: Vec<Msg>) -> Result<Vec<Event>> {
     for msg in batch {
         let job = match msg {
             Msg::Job(job) => job,
-            Msg::SnapshotWritten { snapshot, result } => {
+            Msg::SnapshotWritten { meta, result } => {
                 result?;
-                storage.snapshot_written(snapshot.meta())?;
-                events.push(Event::SnapshotSaved(snapshot.meta().clone()));
+                storage.snapshot_written(&meta)?;
+                events.push(Event::SnapshotSaved(meta));
                 continue;
             }
             Msg::Stop => continue,
@@ -295,10 +382,8 @@ fn carry_out(storage: &mut Storage, batch: Vec<Msg>) -> Result<Vec<Event>> {
                     entries,
                 });
             }
-            Job::SaveSnapshot(snapshot) => {
-                // Sorted out in `run`; kept for completeness.
-                storage.save_snapshot(&snapshot)?;
-                events.push(Event::SnapshotSaved(snapshot.meta().clone()));
+            Job::SaveSnapshot(_) | Job::WriteSnapshot { .. } => {
+                unreachable!("snapshot jobs go to the writer thread in `run`")
             }
             Job::LatestSnapshot { to } => {
                 let snapshot = storage.latest_snapshot()?;

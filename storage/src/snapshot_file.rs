@@ -5,8 +5,12 @@
 //!      0     8  magic      "KVSNAP\0\x01"
 //!      8     8  body_len   length of the body (little endian)
 //!     16     4  crc        CRC32C of body_len ‖ body
-//!     20     n  body       postcard of (wal_seq, SnapshotMeta, data)
+//!     20     n  body       postcard of (wal_seq, SnapshotMeta), then the data to the end
 //! ```
+//!
+//! (Version 1 files, magic `KVSNAP\0\x01`, hold postcard of (wal_seq, SnapshotMeta, data)
+//! as the body; they are still read. Version 2 puts the data last and unprefixed so that it
+//! can be streamed to the file without knowing its length in advance.)
 //!
 //! `wal_seq` is the WAL segment that was active when the snapshot was saved: recovery checks
 //! that the WAL still reaches that far, which catches a lost final segment that no record could
@@ -15,7 +19,7 @@
 //! one (plus, perhaps, a stale `.tmp` that the next start removes).
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -23,7 +27,8 @@ use raft::{Index, Snapshot, SnapshotMeta, Term};
 
 use crate::error::{Result, StorageError};
 
-const MAGIC: &[u8; 8] = b"KVSNAP\0\x01";
+const MAGIC_V1: &[u8; 8] = b"KVSNAP\0\x01";
+const MAGIC: &[u8; 8] = b"KVSNAP\0\x02";
 const PREFIX_LEN: usize = 20;
 
 /// File name of the snapshot at (`term`, `index`).
@@ -44,8 +49,9 @@ pub(crate) fn parse_name(name: &str) -> Option<(Index, Term)> {
 /// Encodes a snapshot file in memory (the reference for [`write`]).
 #[cfg(test)]
 pub(crate) fn encode(snapshot: &Snapshot, wal_seq: u64) -> Vec<u8> {
-    let body = postcard::to_stdvec(&(wal_seq, snapshot.meta(), snapshot.data()))
+    let mut body = postcard::to_stdvec(&(wal_seq, snapshot.meta()))
         .expect("serialising into a Vec cannot fail");
+    body.extend_from_slice(snapshot.data());
     let body_len = (body.len() as u64).to_le_bytes();
     let crc = crc32c::crc32c_append(crc32c::crc32c(&body_len), &body);
     let mut file = Vec::with_capacity(PREFIX_LEN + body.len());
@@ -57,7 +63,7 @@ pub(crate) fn encode(snapshot: &Snapshot, wal_seq: u64) -> Vec<u8> {
 }
 
 /// Decodes and verifies a snapshot file's bytes; returns the snapshot and its `wal_seq`.
-pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<(Snapshot, u64)> {
+pub(crate) fn decode(path: &Path, bytes: &Bytes) -> Result<(Snapshot, u64)> {
     let corrupt = |offset: usize, reason: &str| StorageError::corrupt(path, offset as u64, reason);
     if bytes.len() < PREFIX_LEN {
         return Err(corrupt(
@@ -65,7 +71,8 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<(Snapshot, u64)> {
             "snapshot file shorter than its header",
         ));
     }
-    if &bytes[..8] != MAGIC {
+    let v1 = &bytes[..8] == MAGIC_V1;
+    if !v1 && &bytes[..8] != MAGIC {
         return Err(corrupt(0, "not a snapshot file (bad magic)"));
     }
     let body_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
@@ -81,51 +88,93 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<(Snapshot, u64)> {
     if crc32c::crc32c_append(crc32c::crc32c(&bytes[8..16]), body) != crc {
         return Err(corrupt(16, "snapshot checksum mismatch"));
     }
-    let (wal_seq, meta, data): (u64, SnapshotMeta, Bytes) = postcard::from_bytes(body)
-        .map_err(|e| corrupt(PREFIX_LEN, &format!("undecodable snapshot: {e}")))?;
+    let undecodable =
+        |e: postcard::Error| corrupt(PREFIX_LEN, &format!("undecodable snapshot: {e}"));
+    if v1 {
+        let (wal_seq, meta, data): (u64, SnapshotMeta, Bytes) =
+            postcard::from_bytes(body).map_err(undecodable)?;
+        return Ok((Snapshot::new(meta, data), wal_seq));
+    }
+    let ((wal_seq, meta), rest): ((u64, SnapshotMeta), &[u8]) =
+        postcard::take_from_bytes(body).map_err(undecodable)?;
+    let data = bytes.slice(bytes.len() - rest.len()..);
     Ok((Snapshot::new(meta, data), wal_seq))
 }
 
 /// Writes `snapshot` into `snap_dir` durably: temporary file, fsync, rename, directory fsync.
-///
-/// The file is streamed from the snapshot's parts (same bytes as [`encode`]), so writing a
-/// large state does not copy it in memory first.
 pub(crate) fn write(snap_dir: &Path, snapshot: &Snapshot, wal_seq: u64) -> Result<PathBuf> {
-    let meta = snapshot.meta();
+    write_with(snap_dir, snapshot.meta(), wal_seq, |out| {
+        out.write_all(snapshot.data())
+    })
+}
+
+/// Writes a snapshot whose data `source` streams into the file, durably (temporary file,
+/// fsync, rename, directory fsync). The state is never copied whole in memory.
+pub(crate) fn write_with(
+    snap_dir: &Path,
+    meta: &SnapshotMeta,
+    wal_seq: u64,
+    source: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<PathBuf> {
     let path = snap_dir.join(file_name(meta.term(), meta.index()));
     let tmp = path.with_extension("snap.tmp");
-    // postcard encodes a tuple as its fields in a row, and `Bytes` as a varint length and
-    // the bytes: the body is head ‖ varint(len) ‖ data.
+    let io_err = |e| StorageError::io(&tmp, e);
+    let mut file = File::create(&tmp).map_err(io_err)?;
+    // The prefix is filled in once the body's length and checksum are known.
+    file.write_all(&[0u8; PREFIX_LEN]).map_err(io_err)?;
     let head = postcard::to_stdvec(&(wal_seq, meta)).expect("serialising into a Vec cannot fail");
-    let data = snapshot.data();
-    let mut varint = [0u8; 10];
-    let varint = postcard::to_slice(&(data.len() as u64), &mut varint)
-        .expect("a u64 varint fits in 10 bytes");
-    let body_len = ((head.len() + varint.len() + data.len()) as u64).to_le_bytes();
-    let mut crc = crc32c::crc32c(&body_len);
-    for part in [&head[..], varint, data] {
-        crc = crc32c::crc32c_append(crc, part);
-    }
-    let mut file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-    let mut prefix = Vec::with_capacity(PREFIX_LEN + head.len() + varint.len());
+    let mut out = io::BufWriter::with_capacity(
+        1 << 20,
+        Summing {
+            inner: &mut file,
+            crc: 0,
+            len: 0,
+        },
+    );
+    out.write_all(&head).map_err(io_err)?;
+    source(&mut out).map_err(io_err)?;
+    let body = out.into_inner().map_err(|e| io_err(e.into_error()))?;
+    let (crc_body, body_len) = (body.crc, body.len);
+    let body_len = body_len.to_le_bytes();
+    // CRC32C of body_len ‖ body, from the two parts' checksums.
+    let crc = crc32c::crc32c_combine(crc32c::crc32c(&body_len), crc_body, body.len as usize);
+    let mut prefix = Vec::with_capacity(PREFIX_LEN);
     prefix.extend_from_slice(MAGIC);
     prefix.extend_from_slice(&body_len);
     prefix.extend_from_slice(&crc.to_le_bytes());
-    prefix.extend_from_slice(&head);
-    prefix.extend_from_slice(varint);
-    file.write_all(&prefix)
-        .and_then(|()| file.write_all(data))
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(&prefix))
         .and_then(|()| file.sync_all())
-        .map_err(|e| StorageError::io(&tmp, e))?;
+        .map_err(io_err)?;
     drop(file);
     fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
     sync_dir(snap_dir)?;
     Ok(path)
 }
 
+/// Passes writes through, keeping their CRC32C and length.
+struct Summing<W> {
+    inner: W,
+    crc: u32,
+    len: u64,
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Reads and verifies the snapshot at `path`, checking that its name matches its content.
 pub(crate) fn read(path: &Path) -> Result<(Snapshot, u64)> {
-    let bytes = fs::read(path).map_err(|e| StorageError::io(path, e))?;
+    let bytes = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
     let (snapshot, wal_seq) = decode(path, &bytes)?;
     let meta = snapshot.meta();
     let named = path
@@ -198,7 +247,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let bytes = encode(&sample(), 4);
-        assert_eq!(decode(Path::new("s"), &bytes).unwrap(), (sample(), 4));
+        assert_eq!(
+            decode(Path::new("s"), &Bytes::from(bytes.clone())).unwrap(),
+            (sample(), 4)
+        );
         assert_eq!(parse_name(&file_name(3, 12)), Some((12, 3)));
     }
 
@@ -218,12 +270,59 @@ mod tests {
     }
 
     #[test]
+    fn version_1_files_are_still_read() {
+        let snapshot = sample();
+        let body = postcard::to_stdvec(&(4u64, snapshot.meta(), snapshot.data())).unwrap();
+        let body_len = (body.len() as u64).to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&body_len), &body);
+        let mut file = MAGIC_V1.to_vec();
+        file.extend_from_slice(&body_len);
+        file.extend_from_slice(&crc.to_le_bytes());
+        file.extend_from_slice(&body);
+        assert_eq!(
+            decode(Path::new("v1"), &Bytes::from(file)).unwrap(),
+            (snapshot, 4)
+        );
+    }
+
+    #[test]
+    fn a_streamed_source_is_checksummed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SnapshotMeta::new(40, 2, Membership::new([1]));
+        let path = write_with(dir.path(), &meta, 1, |out| {
+            for i in 0..3000u32 {
+                out.write_all(&[(i % 251) as u8; 1000])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let (snapshot, _) = read(&path).unwrap();
+        assert_eq!(snapshot.meta(), &meta);
+        assert_eq!(snapshot.data().len(), 3_000_000);
+        assert!(snapshot.data()[..1000].iter().all(|b| *b == 0));
+        assert!(
+            snapshot.data()[2_999_000..]
+                .iter()
+                .all(|b| *b == (2999 % 251) as u8)
+        );
+        // A failing source leaves no snapshot behind.
+        let failed = write_with(
+            dir.path(),
+            &SnapshotMeta::new(50, 2, Membership::new([1])),
+            1,
+            |_| Err(io::Error::other("state unavailable")),
+        );
+        assert!(failed.is_err());
+        assert_eq!(list(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
     fn every_bit_flip_is_detected() {
         let bytes = encode(&sample(), 4);
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
-            let err = decode(Path::new("s"), &damaged).unwrap_err();
+            let err = decode(Path::new("s"), &Bytes::from(damaged)).unwrap_err();
             assert!(
                 matches!(err, StorageError::Corrupt { .. }),
                 "bit {bit}: {err}"
@@ -234,7 +333,7 @@ mod tests {
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
-            let _ = decode(Path::new("g"), &bytes);
+            let _ = decode(Path::new("g"), &Bytes::from(bytes));
         }
     }
 }

@@ -581,6 +581,15 @@ impl SnapshotWriter {
     pub fn write(&self, snapshot: &Snapshot) -> Result<()> {
         snapshot_file::write(&self.snap_dir, snapshot, self.wal_seq).map(drop)
     }
+
+    /// Writes the file of the snapshot `meta` describes, its data streamed by `source`.
+    pub fn write_with(
+        &self,
+        meta: &SnapshotMeta,
+        source: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        snapshot_file::write_with(&self.snap_dir, meta, self.wal_seq, source).map(drop)
+    }
 }
 
 /// Splits entries into records of about [`record::TARGET_RECORD_BYTES`].
