@@ -72,8 +72,8 @@ pub struct RunArgs {
     /// The load generator's per-request timeout, in milliseconds.
     #[arg(long = "timeout-ms", default_value_t = 5000)]
     pub timeout_ms: u64,
-    /// Results file the JSON lines are appended to
-    /// [default: target/bench-results/e2e-<UTC date>.jsonl].
+    /// Results file the JSON lines are appended to (default:
+    /// `target/bench-results/e2e-<UTC date>.jsonl`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The kvd binary (`cargo build --release -p kvd`).
