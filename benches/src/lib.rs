@@ -10,6 +10,11 @@
 //!
 //! [`ClosedLoop`] adds clients that each keep one proposal outstanding, proposing again as
 //! soon as the previous one is applied on the leader.
+//!
+//! [`e2e`] is something else: end-to-end runs against real clusters of `kvd` (or etcd)
+//! processes with the shared load generator, and charts of their results (the `e2e` binary).
+
+pub mod e2e;
 
 use std::mem;
 
