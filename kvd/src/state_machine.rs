@@ -39,6 +39,9 @@ impl Default for SessionLimits {
     }
 }
 
+/// Values up to this size are copied out of their log entry when applied (see `apply_op`).
+const COPY_VALUES_UP_TO: usize = 1024;
+
 /// The outcome of applying a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteResult {
@@ -197,13 +200,21 @@ impl KvStore {
     fn apply_op(&mut self, op: &WriteOp<'_>) {
         match op {
             WriteOp::Put { key, value } => {
+                // A small value gets an allocation of its own: sharing the log entry's buffer
+                // would keep the client id, key and framing alive beside it (~20 % more
+                // memory per 256-byte value). Large values stay shared, uncopied.
+                let value = if value.len() <= COPY_VALUES_UP_TO {
+                    Bytes::copy_from_slice(value)
+                } else {
+                    value.clone()
+                };
                 self.data_bytes += value.len() as u64;
                 if let Some(slot) = self.data.get_mut(*key) {
                     self.data_bytes -= slot.len() as u64;
-                    *slot = value.clone();
+                    *slot = value;
                 } else {
                     self.data_bytes += key.len() as u64;
-                    self.data.insert((*key).to_owned(), value.clone());
+                    self.data.insert((*key).to_owned(), value);
                 }
             }
             WriteOp::Delete { key } => {
