@@ -495,6 +495,11 @@ impl NodeLoop {
             return;
         }
         self.snapshot_index = snapshot.meta().index();
+        info!(
+            index = snapshot.meta().index(),
+            bytes = snapshot.data().len(),
+            "installed a snapshot from the leader"
+        );
         let now = self.now();
         self.node.applied(now, snapshot.meta().index());
     }

@@ -146,6 +146,56 @@ async fn scenario_failover(transport: &'static str) {
     assert_eq!(cluster.get(next, "before").await.as_deref(), Some("1"));
 }
 
+/// A node that was down while the others snapshotted and dropped the log it missed catches
+/// up from the leader's snapshot file (read back from disk, streamed format).
+async fn scenario_catch_up_from_a_snapshot(transport: &'static str) {
+    let mut cluster = Cluster::start_with(3, transport, &[("KVD_SNAPSHOT_ENTRIES", "40")]);
+    let leader = cluster.leader().await;
+    let down = (leader + 1) % 3;
+    assert!(cluster.put(leader, "early", "0", "c", 1).await.ok);
+    cluster.kill(down);
+    for i in 0..150u64 {
+        let key = format!("k{i}");
+        assert!(
+            cluster
+                .put(leader, &key, &i.to_string(), "c", i + 2)
+                .await
+                .ok
+        );
+    }
+    let root = cluster.dir.path().to_path_buf();
+    let snaps = |node: usize| {
+        std::fs::read_dir(root.join(format!("node-{}/snap", node + 1)))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    cluster
+        .wait_for("the leader to snapshot", || async {
+            (snaps(leader) > 0).then_some(())
+        })
+        .await;
+    cluster.spawn(down);
+    cluster
+        .wait_for("the restarted node to catch up", || async {
+            let mut client = cluster.client(down).await;
+            let request = support::seed::GetRequest { key: "k149".into() };
+            let answer = client.get(request).await.ok()?.into_inner();
+            (answer.found && answer.value == b"149").then_some(())
+        })
+        .await;
+    assert_eq!(cluster.get(down, "early").await.as_deref(), Some("0"));
+    assert_eq!(cluster.get(down, "k7").await.as_deref(), Some("7"));
+    assert!(
+        snaps(down) > 0,
+        "the follower stored the snapshot it installed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_catch_up_from_a_snapshot() {
+    scenario_catch_up_from_a_snapshot("tcp").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_replication_and_many_keys() {
     scenario_replication_and_many_keys("tcp").await;

@@ -22,6 +22,8 @@ pub(crate) struct Cluster {
     pub client: Vec<SocketAddr>,
     pub raft: Vec<SocketAddr>,
     children: Vec<Option<Child>>,
+    /// Extra environment for every node (settings as `KVD_*` variables).
+    env: Vec<(String, String)>,
 }
 
 fn free_port() -> SocketAddr {
@@ -31,7 +33,16 @@ fn free_port() -> SocketAddr {
 
 impl Cluster {
     pub(crate) fn start(nodes: usize, transport: &'static str) -> Self {
+        Self::start_with(nodes, transport, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra `KVD_*` settings for every node.
+    pub(crate) fn start_with(nodes: usize, transport: &'static str, env: &[(&str, &str)]) -> Self {
         let mut cluster = Self {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir: tempfile::tempdir().unwrap(),
             transport,
             client: (0..nodes).map(|_| free_port()).collect(),
@@ -86,6 +97,7 @@ impl Cluster {
             .args(["--peers", &peers.join(","), "--transport", self.transport])
             .env("KVD_LOG", "info")
             .env("KVD_WAL_SEGMENT_BYTES", "1048576")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
