@@ -160,6 +160,10 @@ pub struct NodeLoop {
     snapshot_index: Index,
     /// Command bytes applied since the last snapshot.
     applied_bytes: u64,
+    /// Extra share (in %) of the state's size the log must reach before the next snapshot:
+    /// random per snapshot, so nodes sharing a disk do not all write theirs at once.
+    snapshot_slack: u64,
+    rng: raft::Rng,
     snapshot_at: std::time::Instant,
     snapshot_in_flight: bool,
     failed: Option<String>,
@@ -176,6 +180,7 @@ impl NodeLoop {
         view: watch::Sender<ClusterView>,
     ) -> Self {
         let snapshot_index = node.snapshot_index();
+        let rng = raft::Rng::new(node.id() ^ 0x5eed_5a4a_5407);
         Self {
             node,
             kv,
@@ -190,6 +195,8 @@ impl NodeLoop {
             next_read_id: 0,
             snapshot_index,
             applied_bytes: 0,
+            snapshot_slack: 0,
+            rng,
             snapshot_at: std::time::Instant::now(),
             snapshot_in_flight: false,
             failed: None,
@@ -515,7 +522,11 @@ impl NodeLoop {
         // log has grown by a quarter of the state's size too, so a large state is not
         // rewritten every few thousand writes (snapshot work stays ≤ 4× the bytes written).
         let by_count = since >= self.config.snapshot_entries
-            && self.applied_bytes.saturating_mul(4) >= self.kv.data_bytes();
+            && self.applied_bytes.saturating_mul(400)
+                >= self
+                    .kv
+                    .data_bytes()
+                    .saturating_mul(100 + self.snapshot_slack);
         let by_time = since > 0
             && self
                 .config
@@ -530,6 +541,7 @@ impl NodeLoop {
         self.snapshot_in_flight = true;
         self.snapshot_at = std::time::Instant::now();
         self.applied_bytes = 0;
+        self.snapshot_slack = self.rng.range(0, 50);
         let started = std::time::Instant::now();
         let source = Box::new(self.kv.snapshot_source());
         info!(

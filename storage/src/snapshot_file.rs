@@ -129,6 +129,7 @@ pub(crate) fn write_with(
             inner: &mut file,
             crc: 0,
             len: 0,
+            unsynced: 0,
         },
     );
     out.write_all(&head).map_err(io_err)?;
@@ -152,18 +153,31 @@ pub(crate) fn write_with(
     Ok(path)
 }
 
-/// Passes writes through, keeping their CRC32C and length.
-struct Summing<W> {
-    inner: W,
+/// Bytes written to a snapshot file between two flushes to disk. A large snapshot written
+/// in one go and fsynced at the end floods the disk queue with hundreds of megabytes; the
+/// log's small fsyncs then wait behind it for seconds (long enough for a leader to lose its
+/// followers). Flushing as it goes keeps that queue short.
+const SYNC_EVERY: u64 = 8 << 20;
+
+/// Passes writes through to the file, keeping their CRC32C and length, and flushing to disk
+/// every [`SYNC_EVERY`] bytes.
+struct Summing<'a> {
+    inner: &'a mut File,
     crc: u32,
     len: u64,
+    unsynced: u64,
 }
 
-impl<W: Write> Write for Summing<W> {
+impl Write for Summing<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
         self.len += n as u64;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY {
+            self.inner.sync_data()?;
+            self.unsynced = 0;
+        }
         Ok(n)
     }
 
