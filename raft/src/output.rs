@@ -88,6 +88,14 @@ pub enum Output {
 ///
 /// Then fsync, and report [`crate::Node::persisted`] with the token. Persists must be carried
 /// out in the order they were emitted (they may be batched into one fsync).
+///
+/// A persist that carries a `hard_state` (or a `snapshot`) must become durable all or
+/// nothing: after a crash, either all of its parts are there or none is. The usual way is a
+/// log whose recovery drops a trailing group of records that lacks its final hard-state
+/// record (the `storage` crate does this). Without it, a crash could keep entries of a new
+/// term while losing the record of that term, and the node could later write different
+/// entries at the same index and term. A persist without a hard state may be torn: any
+/// prefix of its entries may survive.
 #[derive(Debug)]
 pub struct Persist {
     pub(crate) token: PersistToken,

@@ -98,3 +98,24 @@ fn five_nodes_one_entry_per_append_with_frequent_leader_crashes() {
         },
     );
 }
+
+/// Seeds that once failed, kept so they keep passing whatever the default seed counts are.
+#[test]
+fn regressions() {
+    // A single node lost its term-1 writes in a crash, rebuilt term 1 and wrote another entry
+    // at (2, 1): not a violation (the first never became durable or left the node), but the
+    // checker registered entries when written instead of when durable.
+    let reports = check_seeds([65], |seed| SimConfig {
+        nodes: 1,
+        ..SimConfig::new(seed)
+    });
+    assert!(reports.is_ok(), "{:?}", reports.err());
+    // A torn write kept entries of term 3 but not the hard state of term 3 written with them,
+    // which no conforming storage does (a persist with a hard state is all or nothing).
+    let reports = check_seeds([442], |seed| SimConfig {
+        pre_vote: false,
+        check_quorum: false,
+        ..SimConfig::new(seed)
+    });
+    assert!(reports.is_ok(), "{:?}", reports.err());
+}

@@ -200,8 +200,10 @@ struct SimNode<S> {
     durable: MemStorage,
     /// What the node has written (durable or not): serves fetches and snapshots.
     written: MemStorage,
-    /// Persists written but not yet durable, oldest first.
-    in_flight: VecDeque<Persist>,
+    /// Persists written but not yet durable, oldest first, each with the term before each of
+    /// its entries (for the Log Matching check, made once the entries are durable: an entry
+    /// lost in a crash before it was durable or sent never existed).
+    in_flight: VecDeque<(Persist, Vec<Option<Term>>)>,
     epoch: u64,
     disk_free_at: Instant,
     machine: S,
@@ -462,10 +464,13 @@ impl<S: StateMachine> Simulation<S> {
                 if sn.epoch != epoch {
                     return Ok(());
                 }
-                let Some(persist) = sn.in_flight.pop_front() else {
+                let Some((persist, prevs)) = sn.in_flight.pop_front() else {
                     return Ok(());
                 };
                 sn.durable.persist(&persist);
+                for (entry, prev) in persist.entries().iter().zip(prevs) {
+                    self.checker.on_entry_written(now, id, entry, prev)?;
+                }
                 if let Some(node) = sn.node.as_mut() {
                     node.persisted(now, persist.token());
                 }
@@ -552,7 +557,7 @@ impl<S: StateMachine> Simulation<S> {
                 _ => self.rng.range(1, n + 1),
             };
             if self.nodes[victim as usize - 1].node.is_some() {
-                self.crash(victim);
+                self.crash(victim)?;
                 let downtime = Duration::from_millis(self.rng.range(50, 2000));
                 self.schedule(downtime, EventKind::Restart(victim));
             }
@@ -573,17 +578,22 @@ impl<S: StateMachine> Simulation<S> {
         Ok(())
     }
 
-    fn crash(&mut self, id: NodeId) {
+    fn crash(&mut self, id: NodeId) -> Result<(), Violation> {
         self.report.crashes += 1;
         let torn = self.rng.chance(0.5);
         let cut = self.rng.next_u64();
         let sn = &mut self.nodes[id as usize - 1];
         sn.node = None;
         sn.epoch += 1;
-        // A crash in the middle of a write may leave a prefix of its entries on disk.
+        // A crash in the middle of a write may leave a prefix of its entries on disk. A persist
+        // that carries a hard state is all or nothing (the storage contract, see
+        // `Persist`): its hard state is its commit point, and a term's entries must never
+        // outlive a lost record of that term.
+        let mut kept = Vec::new();
         if torn
-            && let Some(first) = sn.in_flight.front()
+            && let Some((first, prevs)) = sn.in_flight.front()
             && first.snapshot.is_none()
+            && first.hard_state.is_none()
             && !first.entries.is_empty()
         {
             let keep = (cut % (first.entries.len() as u64 + 1)) as usize;
@@ -594,6 +604,11 @@ impl<S: StateMachine> Simulation<S> {
                 entries: first.entries[..keep].to_vec(),
             };
             sn.durable.persist(&partial);
+            kept = partial
+                .entries
+                .into_iter()
+                .zip(prevs.iter().copied())
+                .collect();
         }
         sn.in_flight.clear();
         sn.written = sn.durable.clone();
@@ -601,6 +616,11 @@ impl<S: StateMachine> Simulation<S> {
         sn.applied = 0;
         self.reads.retain(|(node, _), _| *node != id);
         self.note(|| format!("crash node {id}"));
+        let now = self.now;
+        for (entry, prev) in kept {
+            self.checker.on_entry_written(now, id, &entry, prev)?;
+        }
+        Ok(())
     }
 
     fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
@@ -646,13 +666,14 @@ impl<S: StateMachine> Simulation<S> {
             };
             match output {
                 Output::Persist(persist) => {
-                    for entry in persist.entries() {
-                        let prev = node.log_term(entry.index() - 1);
-                        self.checker.on_entry_written(now, id, entry, prev)?;
-                    }
+                    let prevs: Vec<Option<Term>> = persist
+                        .entries()
+                        .iter()
+                        .map(|entry| node.log_term(entry.index() - 1))
+                        .collect();
                     let sn = &mut self.nodes[id as usize - 1];
                     sn.written.persist(&persist);
-                    sn.in_flight.push_back(persist);
+                    sn.in_flight.push_back((persist, prevs));
                     let delay = if self.rng.chance(self.cfg.disk_stall_rate) {
                         Duration::from_micros(
                             self.rng
