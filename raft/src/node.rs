@@ -637,7 +637,10 @@ impl Node {
         self.emit_applies();
 
         // Messages: a leader waits only for its term and vote to be durable; anyone else waits
-        // for everything it has asked to persist so far.
+        // for everything it has asked to persist so far. A heartbeat answer states nothing
+        // about the log, only the term it accepts: it waits for the term and vote alone, so a
+        // follower whose disk is slow to sync still shows the leader it is there (otherwise a
+        // long fsync at a majority makes the leader step down).
         let gate = if self.role == Role::Leader {
             self.hard_state_token
         } else {
@@ -645,6 +648,13 @@ impl Node {
         };
         let mut outbox = std::mem::take(&mut self.outbox);
         for (to, message) in outbox.drain(..) {
+            if matches!(message, Message::HeartbeatResponse { .. })
+                && self.hard_state_token <= self.durable_token
+            {
+                self.outputs.push_back(Output::Send { to, message });
+                continue;
+            }
+            // Everything else keeps its order behind what is already held back.
             let gate = self.gated.back().map_or(gate, |&(t, _, _)| t.max(gate));
             if gate <= self.durable_token {
                 self.outputs.push_back(Output::Send { to, message });

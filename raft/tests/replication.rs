@@ -124,6 +124,87 @@ fn a_follower_acknowledges_only_what_is_durable() {
 }
 
 #[test]
+fn a_follower_with_a_slow_disk_still_answers_heartbeats_so_the_leader_keeps_its_quorum() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    // Both followers' disks stall with an append in flight, for several election timeouts.
+    c.hold_disk(2);
+    c.hold_disk(3);
+    c.propose(1, "x");
+    c.stabilize();
+    let mut heartbeat_answers = 0;
+    let mut acks = 0;
+    for _ in 0..40 {
+        c.elapse(std::time::Duration::from_millis(50));
+        c.deliver(|from, _, m| {
+            if from != 1 {
+                match m {
+                    Message::HeartbeatResponse { .. } => heartbeat_answers += 1,
+                    Message::AppendResponse { .. } => acks += 1,
+                    _ => {}
+                }
+            }
+            true
+        });
+    }
+    assert_eq!(acks, 0, "an append was acknowledged before it was durable");
+    assert!(heartbeat_answers > 0, "heartbeats went unanswered");
+    assert!(
+        c.node(1).is_leader(),
+        "CheckQuorum deposed the leader over a slow disk"
+    );
+    assert_eq!(c.node(1).term(), 1);
+    assert_eq!(
+        c.node(1).commit_index(),
+        1,
+        "nothing new committed while no follower's disk synced"
+    );
+    c.release_disk(2);
+    c.stabilize();
+    assert_eq!(c.commands(1), vec!["x"]);
+}
+
+#[test]
+fn a_heartbeat_answer_in_a_new_term_waits_for_the_term_to_be_durable() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.elect(1);
+    c.hold_disk(3);
+    // 2 takes over in term 2 (a leadership transfer); 3 learns the new term but cannot make
+    // it durable yet.
+    let now = c.now;
+    c.node_mut(1).transfer_leadership(now, 2).unwrap();
+    c.drain(1);
+    let mut from_3_in_term_2 = Vec::new();
+    let deliver = |c: &mut Cluster, seen: &mut Vec<&'static str>| {
+        c.deliver(|from, _, m| {
+            if from == 3 && m.term() >= 2 {
+                seen.push(m.kind());
+            }
+            true
+        })
+    };
+    deliver(&mut c, &mut from_3_in_term_2);
+    assert!(c.node(2).is_leader());
+    assert_eq!(c.node(3).term(), 2, "3 saw the new term");
+    for _ in 0..5 {
+        c.elapse(std::time::Duration::from_millis(50));
+        deliver(&mut c, &mut from_3_in_term_2);
+    }
+    assert!(
+        from_3_in_term_2.is_empty(),
+        "sent in a term not yet durable: {from_3_in_term_2:?}"
+    );
+    c.release_disk(3);
+    deliver(&mut c, &mut from_3_in_term_2);
+    c.elapse(std::time::Duration::from_millis(50));
+    deliver(&mut c, &mut from_3_in_term_2);
+    assert!(
+        from_3_in_term_2.contains(&"HeartbeatResponse"),
+        "{from_3_in_term_2:?}"
+    );
+}
+
+#[test]
 fn a_vote_is_granted_only_once_durable() {
     let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
     c.hold_disk(2);
