@@ -7,6 +7,7 @@ pub mod api;
 pub mod command;
 pub mod config;
 pub mod dev;
+pub mod faults;
 pub mod node_loop;
 pub mod proto;
 pub mod server;
