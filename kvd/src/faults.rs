@@ -293,8 +293,11 @@ impl RulesWatcher {
             {
                 Ok((by_id, file)) => {
                     self.rules.set(by_id);
-                    let shown = file.to_string().trim_end().replace('\n', "; ");
-                    info!(rules = %shown, "fault rules changed (test-only fault injection)");
+                    // A node that starts without rules says nothing.
+                    if self.last.is_some() || !file.is_empty() {
+                        let shown = file.to_string().trim_end().replace('\n', "; ");
+                        info!(rules = %shown, "fault rules changed (test-only fault injection)");
+                    }
                 }
                 Err(reason) => error!(
                     path = %self.path.display(),

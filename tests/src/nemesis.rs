@@ -16,8 +16,8 @@
 //! - **torn write**: one node (the leader half of the time) is killed and restarted with
 //!   kvd's failpoint armed for a random N in 1..=200: it aborts by itself in the middle of its
 //!   N-th WAL write, and is restarted at once without the failpoint, so it must recover from
-//!   the torn tail. A node whose failpoint has not fired by the end of the round is killed and
-//!   restarted unarmed.
+//!   the torn tail. The round lasts until then (at most 5 s); a node whose failpoint has not
+//!   fired by the end of the round is killed and restarted unarmed.
 //!
 //! At most ⌊(N-1)/2⌋ nodes are down or paused at once, so a quorum always exists somewhere;
 //! partitions may isolate anyone (a minority-side leader must step down, and no side may
@@ -98,11 +98,13 @@ pub struct NemesisConfig {
     hold: (Duration, Duration),
     delay: (Duration, Duration),
     torn_write_at: (u64, u64),
+    torn_write_wait: Duration,
 }
 
 impl NemesisConfig {
-    /// Defaults for `seed`: 0.5-1.5 s of calm between rounds, faults held 0.5-2.5 s (a torn
-    /// write gets at least 2 s to fire), delays of 20-200 ms, failpoints at WAL write 1-200.
+    /// Defaults for `seed`: 0.5-1.5 s of calm between rounds, faults held 0.5-2.5 s, delays
+    /// of 20-200 ms, failpoints armed at WAL write 1-200 and given up to 5 s to fire (the
+    /// round ends half a second after the node died).
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
@@ -110,6 +112,7 @@ impl NemesisConfig {
             hold: (Duration::from_millis(500), Duration::from_millis(2500)),
             delay: (Duration::from_millis(20), Duration::from_millis(200)),
             torn_write_at: (1, 200),
+            torn_write_wait: Duration::from_secs(5),
         }
     }
 }
@@ -216,7 +219,7 @@ impl Nemesis {
                 Round::Delay => self.delay(),
                 Round::TornWrite => {
                     self.torn_write().await;
-                    hold = hold.max(Duration::from_secs(2));
+                    hold = self.config.torn_write_wait;
                 }
             }
             let end = (Instant::now() + hold).min(until);
@@ -409,8 +412,9 @@ impl Nemesis {
         ));
     }
 
-    /// Waits until `end`, restarting (unarmed) any node whose failpoint fired.
-    async fn hold_until(&mut self, end: Instant) {
+    /// Waits until `end`, restarting (unarmed) any node whose failpoint fired; once the last
+    /// armed node has fired, the round ends half a second later.
+    async fn hold_until(&mut self, mut end: Instant) {
         loop {
             let fired: Vec<(usize, String)> = {
                 let mut cluster = self.cluster.lock().expect("not poisoned");
@@ -425,12 +429,19 @@ impl Nemesis {
                 }
                 fired
             };
+            let any_fired = !fired.is_empty();
             for (node, status) in fired {
                 self.report.torn_fired += 1;
                 self.note(format!(
                     "node {} tore a WAL write and died ({status}); restarted",
                     node + 1
                 ));
+            }
+            if any_fired {
+                let cluster = self.cluster.lock().expect("not poisoned");
+                if (0..self.nodes).all(|i| cluster.armed(i).is_none()) {
+                    end = end.min(Instant::now() + Duration::from_millis(500));
+                }
             }
             let now = Instant::now();
             if now >= end {
