@@ -325,26 +325,12 @@ impl Nemesis {
                 (Fault::Bridge, vec![left, right])
             }
         };
-        let mut cut = BTreeSet::new();
-        for (a, side) in sides.iter().enumerate() {
-            for other in &sides[a + 1..] {
-                for &i in side {
-                    for &j in other {
-                        cut.insert((i, j));
-                        cut.insert((j, i));
-                    }
-                }
-            }
-        }
         {
             let cluster = self.cluster.lock().expect("not poisoned");
-            for i in 0..self.nodes {
-                let rules = cut
+            for (i, blocked) in blocked_peers(self.nodes, &sides).iter().enumerate() {
+                let rules = blocked
                     .iter()
-                    .filter(|&&(from, _)| from == i)
-                    .fold(RulesFile::new(), |rules, &(_, j)| {
-                        rules.block(cluster.name(j))
-                    });
+                    .fold(RulesFile::new(), |rules, &j| rules.block(cluster.name(j)));
                 cluster.set_rules(i, &rules);
             }
         }
@@ -474,6 +460,23 @@ impl Nemesis {
     }
 }
 
+/// For each of `nodes` nodes, the peers it must block so that no two `sides` can talk (nodes
+/// on no side, such as a bridge, block nobody).
+fn blocked_peers(nodes: usize, sides: &[Vec<usize>]) -> Vec<BTreeSet<usize>> {
+    let mut blocked = vec![BTreeSet::new(); nodes];
+    for (a, side) in sides.iter().enumerate() {
+        for other in &sides[a + 1..] {
+            for &i in side {
+                for &j in other {
+                    blocked[i].insert(j);
+                    blocked[j].insert(i);
+                }
+            }
+        }
+    }
+    blocked
+}
+
 /// The running node that says it leads, with the highest term; `None` if none answers.
 pub async fn leader(cluster: &Mutex<Cluster>, probe: &Client) -> Option<usize> {
     let up: Vec<(usize, String)> = {
@@ -493,4 +496,46 @@ pub async fn leader(cluster: &Mutex<Cluster>, probe: &Client) -> Option<usize> {
         }
     }
     best.map(|(_, i)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(nodes: &[usize]) -> BTreeSet<usize> {
+        nodes.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_partition_blocks_exactly_the_links_across_it() {
+        let blocked = blocked_peers(5, &[vec![0, 3, 4], vec![1, 2]]);
+        assert_eq!(blocked[0], set(&[1, 2]));
+        assert_eq!(blocked[3], set(&[1, 2]));
+        assert_eq!(blocked[1], set(&[0, 3, 4]));
+        assert_eq!(blocked[2], set(&[0, 3, 4]));
+    }
+
+    #[test]
+    fn a_bridge_blocks_nothing_and_is_blocked_by_no_one() {
+        // Node 2 bridges {0, 1} and {3, 4}.
+        let blocked = blocked_peers(5, &[vec![0, 1], vec![3, 4]]);
+        assert!(blocked[2].is_empty());
+        assert_eq!(blocked[0], set(&[3, 4]));
+        assert_eq!(blocked[4], set(&[0, 1]));
+        assert!(blocked.iter().all(|b| !b.contains(&2)));
+    }
+
+    #[test]
+    fn the_summary_names_every_kind() {
+        let mut report = NemesisReport::default();
+        report.add(Fault::Kill);
+        report.add(Fault::Bridge);
+        report.add(Fault::TornWrite);
+        report.torn_fired = 1;
+        assert_eq!(
+            report.to_string(),
+            "faults=3 kill=1 pause=0 partition=0 isolate-leader=0 bridge=1 delay=0 torn-write=1 \
+             torn-fired=1"
+        );
+    }
 }
