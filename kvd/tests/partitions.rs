@@ -4,20 +4,14 @@
 
 mod support;
 
-use std::time::Duration;
-
 use kvd::faults::RulesFile;
 use support::Cluster;
 use support::seed::{GetRequest, PutRequest};
-use tonic::Code;
+use tonic::{Code, Status};
 
 fn name(i: usize) -> String {
     format!("node-{}", i + 1)
 }
-
-/// Rules apply within one poll interval (25 ms); this leaves room for a loaded machine while
-/// staying well below the 250 ms election timeout.
-const RULES_APPLIED: Duration = Duration::from_millis(100);
 
 async fn put(
     cluster: &Cluster,
@@ -49,8 +43,47 @@ async fn get(cluster: &Cluster, node: usize, key: &str) -> Result<Option<String>
         .then(|| String::from_utf8(answer.value).expect("utf-8 value")))
 }
 
+/// How many rule changes node `i` has applied (each is logged).
+fn rule_changes(cluster: &Cluster, i: usize) -> usize {
+    cluster.log(i).matches("fault rules changed").count()
+}
+
+/// Replaces node `i`'s rules and waits until the node has applied them.
+async fn apply_rules(cluster: &Cluster, i: usize, rules: &RulesFile) {
+    let before = rule_changes(cluster, i);
+    cluster.set_rules(i, rules);
+    cluster
+        .wait_for("the node to apply its rules", || async {
+            (rule_changes(cluster, i) > before).then_some(())
+        })
+        .await;
+}
+
+/// Cuts `node` off from `peer` with `node`'s rules alone, sends a write through `via` right
+/// away, heals, and returns the write's error (a write that crosses the cut fails the test).
+/// If `via` lost track of the leader first (a loaded machine can delay the rules past an
+/// election timeout), its answer says nothing about forwarding: try again.
+async fn write_across_a_cut(cluster: &Cluster, node: usize, peer: usize, via: usize) -> Status {
+    for attempt in 1..=5 {
+        apply_rules(cluster, node, &RulesFile::new().block(name(peer))).await;
+        let result = put(cluster, via, "k", &format!("crossed-{attempt}")).await;
+        apply_rules(cluster, node, &RulesFile::new()).await;
+        cluster
+            .wait_for("a write after healing", || async {
+                put(cluster, via, "k", "healed").await.ok().filter(|ok| *ok)
+            })
+            .await;
+        match result {
+            Ok(ok) => panic!("a write crossed the cut (ok={ok})"),
+            Err(status) if status.message().contains("cut off") => return status,
+            Err(status) => eprintln!("attempt {attempt} inconclusive: {status:?}"),
+        }
+    }
+    panic!("the cut never met a forwarded write in five attempts");
+}
+
 /// A follower cut off from the leader does not forward to it, and a leader cut off from a
-/// follower refuses what that follower forwards, even when only one side has the rule. Neither
+/// follower refuses what that follower forwards, even when only one side has the rule. No
 /// refused write is applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_requests_honour_a_partition() {
@@ -67,34 +100,12 @@ async fn forwarded_requests_honour_a_partition() {
         .await;
 
     // Only the follower's rules cut the link: it must not forward.
-    cluster.set_rules(follower, &RulesFile::new().block(name(leader)));
-    tokio::time::sleep(RULES_APPLIED).await;
-    let refused = put(&cluster, follower, "k", "sneaked-out")
-        .await
-        .unwrap_err();
+    let refused = write_across_a_cut(&cluster, follower, leader, follower).await;
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
-    assert!(refused.message().contains("cut off"), "{refused:?}");
-
-    // Healed: forwarding works again.
-    cluster.set_rules(follower, &RulesFile::new());
-    cluster
-        .wait_for("a write through the healed follower", || async {
-            put(&cluster, follower, "k", "healed")
-                .await
-                .ok()
-                .filter(|ok| *ok)
-        })
-        .await;
-
     // Only the leader's rules cut the link: it must refuse what the follower forwards.
-    cluster.set_rules(leader, &RulesFile::new().block(name(follower)));
-    tokio::time::sleep(RULES_APPLIED).await;
-    let refused = put(&cluster, follower, "k", "sneaked-in")
-        .await
-        .unwrap_err();
+    let refused = write_across_a_cut(&cluster, leader, follower, follower).await;
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
 
-    cluster.set_rules(leader, &RulesFile::new());
     let value = cluster
         .wait_for("a read after healing", || async {
             get(&cluster, leader, "k").await.ok()
