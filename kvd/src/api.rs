@@ -4,6 +4,11 @@
 //! address, and the answer names that address in `leader`. With no leader known the request
 //! fails with `UNAVAILABLE`. Gets are linearizable (ReadIndex, also on followers) unless the
 //! request sets `stale`.
+//!
+//! With test-only fault rules ([`crate::faults`]), forwarding honours them like Raft traffic:
+//! a request is not forwarded to a leader this node is cut off from, an answer that comes back
+//! after the cut is lost, and a request forwarded by a node this one is cut off from is
+//! refused; all three fail with `UNAVAILABLE` (the client retries elsewhere).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +53,8 @@ pub struct ApiConfig {
     pub transport: String,
     /// Peer names by id, for status.
     pub peer_names: HashMap<raft::NodeId, String>,
+    /// Test-only fault rules forwarding must honour (`None` in production).
+    pub faults: Option<transport::FaultRules>,
 }
 
 /// Serves both services; cheap to clone.
@@ -107,18 +114,68 @@ impl Api {
         Ok(())
     }
 
-    /// The leader's address for a `NotLeader` answer, or `UNAVAILABLE`.
-    fn leader_addr(&self, leader: Option<raft::NodeId>) -> Result<String, Status> {
+    /// The leader (id and client address) for a `NotLeader` answer, or `UNAVAILABLE`.
+    fn leader_addr(&self, leader: Option<raft::NodeId>) -> Result<Leader, Status> {
         let view = self.view.borrow();
-        match leader
-            .or(view.leader)
-            .and_then(|id| view.client_addrs.get(&id))
-        {
-            Some(addr) if addr != &self.config.client_addr => Ok(addr.clone()),
+        let id = leader.or(view.leader);
+        match id.and_then(|id| Some((id, view.client_addrs.get(&id)?))) {
+            Some((id, addr)) if addr != &self.config.client_addr => Ok(Leader {
+                id,
+                addr: addr.clone(),
+            }),
             _ => Err(Status::unavailable(
                 "no leader is known right now; retry shortly",
             )),
         }
+    }
+
+    /// Fails if fault rules cut this node off from `peer`.
+    fn reachable(&self, peer: raft::NodeId, what: &str) -> Result<(), Status> {
+        if self
+            .config
+            .faults
+            .as_ref()
+            .is_some_and(|rules| rules.blocks(peer))
+        {
+            return Err(Status::unavailable(format!(
+                "{what}: this node is cut off from node {peer} (fault injection); retry"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `request` was forwarded by another node; refuses it if fault rules cut this
+    /// node off from the one that forwarded it.
+    fn admit<T>(&self, request: &Request<T>) -> Result<bool, Status> {
+        let Some(value) = request.metadata().get(FORWARDED) else {
+            return Ok(false);
+        };
+        if let Some(from) = value.to_str().ok().and_then(|v| v.parse().ok()) {
+            self.reachable(from, "forwarded request refused")?;
+        }
+        Ok(true)
+    }
+
+    /// Forwards `req` to `leader` with `call` and relays the answer, honouring fault rules on
+    /// the way there and back.
+    async fn forward<Req, Resp, F, Fut>(
+        &self,
+        leader: &Leader,
+        req: Req,
+        call: F,
+    ) -> Result<Resp, Status>
+    where
+        F: FnOnce(KvClient<Channel>, Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
+    {
+        self.reachable(leader.id, "cannot forward to the leader")?;
+        let client = self.leader_client(&leader.addr).await?;
+        let answer = call(client, forwarded(req, self.config.id))
+            .await
+            .map_err(|e| forward_error(&leader.addr, e))?;
+        // Cut off while the request was out: the answer is lost with the link.
+        self.reachable(leader.id, "the leader's answer was lost")?;
+        Ok(answer.into_inner())
     }
 
     async fn leader_client(&self, addr: &str) -> Result<KvClient<Channel>, Status> {
@@ -137,13 +194,13 @@ impl Api {
         Ok(client)
     }
 
-    /// Replicates an encoded write; `Some(leader address)` when this node does not lead.
+    /// Replicates an encoded write; `Some(leader)` when this node does not lead.
     async fn write(
         &self,
         command: Bytes,
         client_id: &str,
         request_id: u64,
-    ) -> Result<Option<String>, Status> {
+    ) -> Result<Option<Leader>, Status> {
         let result = self
             .call(|reply| ClientRequest::Write { command, reply })
             .await?;
@@ -152,19 +209,22 @@ impl Api {
             Ok(WriteResult::TooOld) => Err(Status::failed_precondition(format!(
                 "request id {request_id} of client {client_id:?} is older than the ids this cluster remembers; use a new request id"
             ))),
-            Err(ClientError::NotLeader { leader }) => {
-                let addr = self.leader_addr(leader)?;
-                Ok(Some(addr))
-            }
+            Err(ClientError::NotLeader { leader }) => Ok(Some(self.leader_addr(leader)?)),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
 }
 
+/// The node a request is forwarded to.
+struct Leader {
+    id: raft::NodeId,
+    addr: String,
+}
+
 #[tonic::async_trait]
 impl Kv for Api {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let hop = is_forwarded(&request);
+        let hop = self.admit(&request)?;
         let req = request.into_inner();
         self.check_key(&req.key)?;
         if req.value.len() > self.config.max_value_bytes {
@@ -180,22 +240,19 @@ impl Kv for Api {
                 ok: true,
                 leader: String::new(),
             })),
-            Some(addr) if hop => Err(not_leader_here(&addr)),
-            Some(addr) => {
-                let mut client = self.leader_client(&addr).await?;
-                let mut answer = client
-                    .put(forwarded(req))
-                    .await
-                    .map_err(|e| forward_error(&addr, e))?
-                    .into_inner();
-                answer.leader = addr;
+            Some(leader) if hop => Err(not_leader_here(&leader.addr)),
+            Some(leader) => {
+                let mut answer = self
+                    .forward(&leader, req, |mut c, r| async move { c.put(r).await })
+                    .await?;
+                answer.leader = leader.addr;
                 Ok(Response::new(answer))
             }
         }
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        let hop = is_forwarded(&request);
+        let hop = self.admit(&request)?;
         let req = request.into_inner();
         self.check_key(&req.key)?;
         let key = req.key.clone();
@@ -210,18 +267,14 @@ impl Kv for Api {
                 leader: String::new(),
             })),
             Err(ClientError::NotLeader { leader }) if hop => {
-                let addr = self.leader_addr(leader)?;
-                Err(not_leader_here(&addr))
+                Err(not_leader_here(&self.leader_addr(leader)?.addr))
             }
             Err(ClientError::NotLeader { leader }) => {
-                let addr = self.leader_addr(leader)?;
-                let mut client = self.leader_client(&addr).await?;
-                let mut answer = client
-                    .get(forwarded(req))
-                    .await
-                    .map_err(|e| forward_error(&addr, e))?
-                    .into_inner();
-                answer.leader = addr;
+                let leader = self.leader_addr(leader)?;
+                let mut answer = self
+                    .forward(&leader, req, |mut c, r| async move { c.get(r).await })
+                    .await?;
+                answer.leader = leader.addr;
                 Ok(Response::new(answer))
             }
             Err(e) => Err(Status::unavailable(e.to_string())),
@@ -232,7 +285,7 @@ impl Kv for Api {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        let hop = is_forwarded(&request);
+        let hop = self.admit(&request)?;
         let req = request.into_inner();
         self.check_key(&req.key)?;
         let command = command::encode_delete(&req.client_id, req.request_id, &req.key);
@@ -241,15 +294,12 @@ impl Kv for Api {
                 ok: true,
                 leader: String::new(),
             })),
-            Some(addr) if hop => Err(not_leader_here(&addr)),
-            Some(addr) => {
-                let mut client = self.leader_client(&addr).await?;
-                let mut answer = client
-                    .delete(forwarded(req))
-                    .await
-                    .map_err(|e| forward_error(&addr, e))?
-                    .into_inner();
-                answer.leader = addr;
+            Some(leader) if hop => Err(not_leader_here(&leader.addr)),
+            Some(leader) => {
+                let mut answer = self
+                    .forward(&leader, req, |mut c, r| async move { c.delete(r).await })
+                    .await?;
+                answer.leader = leader.addr;
                 Ok(Response::new(answer))
             }
         }
@@ -268,19 +318,16 @@ impl Kv for Api {
     }
 }
 
-/// Metadata key marking a request another node forwarded; such a request is never forwarded
-/// again (so two nodes with stale views cannot bounce it between them).
+/// Metadata key marking a request another node forwarded, with that node's id as value;
+/// such a request is never forwarded again (so two nodes with stale views cannot bounce it
+/// between them).
 const FORWARDED: &str = "x-kvd-forwarded";
 
-fn is_forwarded<T>(request: &Request<T>) -> bool {
-    request.metadata().contains_key(FORWARDED)
-}
-
-fn forwarded<T>(message: T) -> Request<T> {
+fn forwarded<T>(message: T, from: raft::NodeId) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from(from));
     request
 }
 
@@ -355,7 +402,10 @@ impl Admin for Api {
             })),
             Err(ClientError::NotLeader { leader }) => Ok(Response::new(TransferLeaderResponse {
                 ok: false,
-                leader: self.leader_addr(leader).unwrap_or_default(),
+                leader: self
+                    .leader_addr(leader)
+                    .map(|leader| leader.addr)
+                    .unwrap_or_default(),
             })),
             Err(e) => Err(Status::failed_precondition(e.to_string())),
         }

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::api::{Api, ApiConfig};
 use crate::config::{NodeConfig, TransportKind};
+use crate::faults::{RulesWatcher, TestFaults};
 use crate::node_loop::{ClusterView, LoopConfig, LoopInputs, NodeLoop};
 use crate::proto::admin::admin_server::AdminServer;
 use crate::proto::kv::kv_server::KvServer;
@@ -33,19 +34,25 @@ fn fail(message: impl Into<String>) -> ServerError {
 
 /// The Raft configuration for this node.
 pub fn raft_config(config: &NodeConfig) -> raft::Config {
-    let seed = config.id
-        ^ std::process::id() as u64
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
     raft::Config::new(config.id)
         .heartbeat_interval(config.heartbeat)
         .election_timeout(config.election_timeout.0, config.election_timeout.1)
-        .seed(seed)
+        .seed(run_seed(config))
 }
 
-/// Runs a node until SIGINT/SIGTERM, then shuts it down gracefully.
+/// A seed that differs between nodes and between runs of one node.
+fn run_seed(config: &NodeConfig) -> u64 {
+    config.id
+        ^ std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Runs a node until SIGINT/SIGTERM, then shuts it down gracefully. Test-only faults come
+/// from the environment (see [`crate::faults`]).
 pub async fn run(config: NodeConfig) -> Result<(), ServerError> {
+    let faults = TestFaults::from_env().map_err(fail)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal = async move {
         wait_for_signal().await;
@@ -53,7 +60,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServerError> {
         let _ = stop_tx.send(true);
     };
     tokio::spawn(signal);
-    serve(config, stop_rx).await
+    serve(config, faults, stop_rx).await
 }
 
 async fn wait_for_signal() {
@@ -71,8 +78,13 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Runs a node until `stop` becomes true.
-pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Result<(), ServerError> {
+/// Runs a node until `stop` becomes true, with `faults` injected (tests only; normally
+/// [`TestFaults::none`]).
+pub async fn serve(
+    config: NodeConfig,
+    faults: TestFaults,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         fail(format!(
             "cannot create data directory {}: {e}",
@@ -91,9 +103,14 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             ))
         })?;
 
+    if let Some(n) = faults.torn_write_at() {
+        warn!("test-only failpoint armed: WAL persist {n} will be torn and the process aborted");
+    }
     let (storage, recovered) = Storage::open(
         &config.data_dir,
-        Options::new().segment_size(config.wal_segment_bytes),
+        Options::new()
+            .segment_size(config.wal_segment_bytes)
+            .torn_write_at(faults.torn_write_at()),
     )
     .map_err(|e| {
         fail(format!(
@@ -151,13 +168,26 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         .iter()
         .map(|(&id, p)| (id, p.raft_addr))
         .collect();
-    let transport_config = transport::TransportConfig::new(
+    let mut transport_config = transport::TransportConfig::new(
         config.cluster_id.clone(),
         config.id,
         config.raft_addr,
         peers,
     )
     .with_metadata(config.client_addr.to_string());
+    // Test-only: rules read before the transport starts, so that a node restarted inside a
+    // partition starts partitioned.
+    let (fault_rules, rules_watcher) = match faults.rules_file() {
+        Some(path) => {
+            warn!(path = %path.display(), "test-only fault injection enabled");
+            let rules = transport::FaultRules::new(run_seed(&config).rotate_left(17));
+            let mut watcher = RulesWatcher::new(path, config.peers.clone(), rules.clone());
+            watcher.poll();
+            transport_config = transport_config.with_faults(rules.clone());
+            (Some(rules), Some(watcher))
+        }
+        None => (None, None),
+    };
     let (transport, events) = match config.transport {
         TransportKind::Tcp => transport_tcp::start(transport_config).await.map_err(|e| {
             fail(format!(
@@ -176,6 +206,8 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
                 .map_err(|e| fail(format!("cannot start QUIC on {}: {e}", config.raft_addr)))?
         }
     };
+
+    let rules_task = rules_watcher.map(|watcher| tokio::spawn(watcher.run()));
 
     let mut view = ClusterView::default();
     view.client_addrs
@@ -211,6 +243,7 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
                 .iter()
                 .map(|(&id, p)| (id, p.name.clone()))
                 .collect::<HashMap<_, _>>(),
+            faults: fault_rules,
         },
         request_tx,
         view_rx,
@@ -247,6 +280,9 @@ pub async fn serve(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         .await
         .map_err(|e| fail(format!("node loop crashed: {e}")))?;
     let flushed = persister.shutdown();
+    if let Some(task) = rules_task {
+        task.abort();
+    }
     transport.shutdown().await;
     served.map_err(|e| fail(format!("client API failed: {e}")))?;
     flushed.map_err(|e| fail(format!("flushing storage on shutdown: {e}")))?;

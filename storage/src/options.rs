@@ -6,6 +6,7 @@ pub struct Options {
     segment_size: u64,
     write_buffer: usize,
     preallocate: bool,
+    torn_write_at: Option<u64>,
 }
 
 impl Default for Options {
@@ -14,6 +15,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             write_buffer: 4 << 20,
             preallocate: true,
+            torn_write_at: None,
         }
     }
 }
@@ -43,6 +45,22 @@ impl Options {
     pub fn preallocate(mut self, on: bool) -> Self {
         self.preallocate = on;
         self
+    }
+
+    /// A failpoint for crash tests, off by default: the `n`-th persist after
+    /// [`crate::Storage::open`] (counting from 1, and only persists that write something)
+    /// writes the bytes buffered before it, then only the first half of its own record group,
+    /// hands them to the OS and **aborts the process** (`std::process::abort`) before any
+    /// fsync or acknowledgement. The file then ends like one cut by a crash in the middle of
+    /// a write; the next [`crate::Storage::open`] must cut that tail and recover every persist
+    /// before it. kvd arms it from `KVD_FAILPOINT_TORN_WRITE`.
+    pub fn torn_write_at(mut self, n: Option<u64>) -> Self {
+        self.torn_write_at = n.filter(|&n| n > 0);
+        self
+    }
+
+    pub(crate) fn get_torn_write_at(&self) -> Option<u64> {
+        self.torn_write_at
     }
 
     pub(crate) fn get_preallocate(&self) -> bool {

@@ -418,6 +418,8 @@ impl Storage {
             unsynced_entries: 0,
             preallocator,
             counters,
+            persists: 0,
+            holding_writes: false,
         };
         let mut entries = replay.entries;
         if storage.index.term_at(meta.index()) == Some(meta.term()) {

@@ -96,6 +96,10 @@ pub struct Storage {
     pub(crate) unsynced_entries: u64,
     pub(crate) counters: Arc<Counters>,
     pub(crate) preallocator: Option<Preallocator>,
+    /// Persists written since open, for the torn-write failpoint.
+    pub(crate) persists: u64,
+    /// Set while the failpoint assembles the group it tears: nothing is flushed early.
+    pub(crate) holding_writes: bool,
 }
 
 impl Storage {
@@ -145,8 +149,44 @@ impl Storage {
         if snapshot.is_none() && entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
+        self.persists += 1;
+        if self.options.get_torn_write_at() == Some(self.persists) {
+            self.tear(snapshot, entries, hard_state);
+        }
         let result = self.write_persist(snapshot, entries, hard_state);
         self.poison_on_error(result)
+    }
+
+    /// The torn-write failpoint ([`Options::torn_write_at`]): earlier writes reach the file,
+    /// then the first half of this persist's records, then the process aborts.
+    fn tear(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> ! {
+        let flushed = self.flush();
+        self.holding_writes = true;
+        let written = flushed.and_then(|()| self.write_persist(snapshot, entries, hard_state));
+        let group = self.buffer.len();
+        let kept = group / 2;
+        let offset = self.active.written;
+        let torn = written.and_then(|()| {
+            self.active
+                .file
+                .write_all_at(&self.buffer[..kept], offset)
+                .map_err(|e| StorageError::io(&self.active.path, e))
+        });
+        tracing::error!(
+            persist = self.persists,
+            path = %self.active.path.display(),
+            offset,
+            kept,
+            group,
+            result = ?torn,
+            "torn-write failpoint: wrote part of a persist; aborting"
+        );
+        std::process::abort()
     }
 
     fn write_persist(
@@ -237,7 +277,7 @@ impl Storage {
     }
 
     fn flush_if_full(&mut self) -> Result<()> {
-        if self.buffer.len() >= self.options.get_write_buffer() {
+        if self.buffer.len() >= self.options.get_write_buffer() && !self.holding_writes {
             self.flush()?;
         }
         Ok(())

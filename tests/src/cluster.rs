@@ -1,13 +1,22 @@
 //! A real cluster of `kvd` processes on loopback ports, with data in a temporary directory,
-//! that a nemesis can hurt: SIGKILL and restart, SIGSTOP and SIGCONT, SIGTERM.
+//! that a nemesis can hurt: SIGKILL and restart, SIGSTOP and SIGCONT, SIGTERM, network faults
+//! and a torn WAL write.
 //!
 //! Signals go by PID, only to processes this cluster started. Ports are picked by binding
 //! port 0; `KVD_WAL_SEGMENT_BYTES=1048576` keeps each node's disk use small.
+//!
+//! Network faults use kvd's test-only fault injection (`kvd::faults`): every node runs with
+//! `KVD_FAULTS_FILE` naming a rules file of its own in the cluster's directory, which
+//! [`Cluster::set_rules`] replaces atomically and each node reads every 25 ms. A torn write
+//! is a restart with `KVD_FAILPOINT_TORN_WRITE=N` ([`Cluster::restart_with_torn_write`]): the
+//! node aborts by itself in the middle of its N-th WAL write.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use kvd::faults::{FAULTS_FILE_ENV, RulesFile, TORN_WRITE_ENV};
 
 /// The transport between nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +80,8 @@ pub struct Cluster {
     raft: Vec<SocketAddr>,
     children: Vec<Option<Child>>,
     paused: Vec<bool>,
+    /// The failpoint node `i` was started with, if any.
+    armed: Vec<Option<u64>>,
 }
 
 fn free_port() -> SocketAddr {
@@ -89,6 +100,7 @@ impl Cluster {
             raft: (0..nodes).map(|_| free_port()).collect(),
             children: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
+            armed: vec![None; nodes],
         };
         if transport == Transport::Quic {
             let certs = cluster.dir.path().join("certs");
@@ -148,6 +160,30 @@ impl Cluster {
 
     /// Starts node `i` (again) with its data directory as it is. No-op if it runs.
     pub fn restart(&mut self, i: usize) {
+        self.start_node(i, None);
+    }
+
+    /// Starts node `i` (again) with the torn-write failpoint armed: its `n`-th WAL write is
+    /// torn and the process aborts. No-op if it runs. See [`Cluster::reap`].
+    pub fn restart_with_torn_write(&mut self, i: usize, n: u64) {
+        self.start_node(i, Some(n));
+    }
+
+    /// The failpoint node `i` runs with, if it was started armed and still runs.
+    pub fn armed(&self, i: usize) -> Option<u64> {
+        self.armed[i].filter(|_| self.children[i].is_some())
+    }
+
+    /// If node `i` exited by itself, forgets its process and returns how it ended.
+    pub fn reap(&mut self, i: usize) -> Option<ExitStatus> {
+        let status = self.children[i].as_mut()?.try_wait().ok().flatten()?;
+        self.children[i] = None;
+        self.paused[i] = false;
+        self.armed[i] = None;
+        Some(status)
+    }
+
+    fn start_node(&mut self, i: usize, torn_write_at: Option<u64>) {
         if self.children[i].is_some() {
             return;
         }
@@ -160,7 +196,11 @@ impl Cluster {
             .append(true)
             .open(self.log_path(i))
             .expect("open node log");
-        let child = Command::new(&self.kvd)
+        let mut command = Command::new(&self.kvd);
+        if let Some(n) = torn_write_at {
+            command.env(TORN_WRITE_ENV, n.to_string());
+        }
+        let child = command
             .args(["--node", &node_name(i)])
             .args(["--addr", &self.client[i].to_string()])
             .args(["--raft-addr", &self.raft[i].to_string()])
@@ -176,6 +216,10 @@ impl Cluster {
             ])
             .env("KVD_LOG", "info")
             .env("KVD_WAL_SEGMENT_BYTES", "1048576")
+            .env(FAULTS_FILE_ENV, self.rules_path(i))
+            // A core dump of an aborted node, if the system writes one, stays in the
+            // temporary directory.
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -183,6 +227,7 @@ impl Cluster {
             .expect("spawn kvd");
         self.children[i] = Some(child);
         self.paused[i] = false;
+        self.armed[i] = torn_write_at;
     }
 
     /// SIGKILL node `i`: no chance to flush, possibly in the middle of a WAL write.
@@ -192,11 +237,39 @@ impl Cluster {
             let _ = child.wait();
         }
         self.paused[i] = false;
+        self.armed[i] = None;
+    }
+
+    /// Replaces node `i`'s fault rules (an empty `rules` heals it). The file is written
+    /// elsewhere and renamed into place, so the node never reads half of it.
+    pub fn set_rules(&self, i: usize, rules: &RulesFile) {
+        let path = self.rules_path(i);
+        let staging = path.with_extension("new");
+        std::fs::write(&staging, rules.to_string())
+            .and_then(|()| std::fs::rename(&staging, &path))
+            .expect("write a fault rules file");
+    }
+
+    /// Removes every node's fault rules.
+    pub fn heal_network(&self) {
+        for i in 0..self.len() {
+            self.set_rules(i, &RulesFile::new());
+        }
+    }
+
+    /// Node `i`'s name, as the others know it (`node-1`, ...).
+    pub fn name(&self, i: usize) -> String {
+        node_name(i)
+    }
+
+    fn rules_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.faults", node_name(i)))
     }
 
     /// SIGTERM node `i` and wait (at most 20 s, then SIGKILL) for it to exit.
     pub fn stop(&mut self, i: usize) {
         self.resume(i);
+        self.armed[i] = None;
         let Some(mut child) = self.children[i].take() else {
             return;
         };
@@ -232,9 +305,12 @@ impl Cluster {
         }
     }
 
-    /// Resumes every paused node and restarts every node that is down.
+    /// Removes every fault rule, resumes every paused node and restarts every node that is
+    /// down (without a failpoint).
     pub fn heal(&mut self) {
+        self.heal_network();
         for i in 0..self.len() {
+            self.reap(i);
             self.resume(i);
             self.restart(i);
         }

@@ -112,17 +112,18 @@ impl RunReport {
         self.report.as_ref()
     }
 
-    /// `chaos: <config> seed=<s> ops=<n> ok=<n> unknown=<n> faults=<n> verdict=<v>`.
+    /// `chaos: <config> seed=<s> ops=<n> ok=<n> unknown=<n> failed=<n> faults=<n>
+    /// <kind>=<n>... torn-fired=<n> verdict=<v>` (the kinds are [`nemesis::Fault::ALL`]).
     pub fn summary_line(&self) -> String {
         format!(
-            "chaos: {} seed={} ops={} ok={} unknown={} failed={} faults={} verdict={}",
+            "chaos: {} seed={} ops={} ok={} unknown={} failed={} {} verdict={}",
             self.label,
             self.seed,
             self.tally.operations,
             self.tally.ok,
             self.tally.unknown,
             self.tally.failed,
-            self.nemesis.faults(),
+            self.nemesis,
             self.verdict.label()
         )
     }

@@ -5,8 +5,11 @@
 //! with one long-lived stream for votes, heartbeats, appends and responses and a stream of its
 //! own for each snapshot session, so snapshots never hold heartbeats back. The dialer checks
 //! the server's certificate names `node-<peer>`; the acceptor checks the client's certificate
-//! against the CA and that it names the node id announced in the handshake. Handshake,
-//! frames, queues, back-off and shutdown come from the shared [`transport`] crate.
+//! against the CA and that it names the node id announced in the handshake. A node that
+//! crashed and restarted is reached again at once: its connection-id and stateless-reset keys
+//! are derived from its private key, so it answers its peers' packets on their dead
+//! connections with a reset they accept, and they reconnect. Handshake, frames, queues,
+//! back-off and shutdown come from the shared [`transport`] crate.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,7 +37,7 @@ mod tls;
 
 use std::sync::Arc;
 
-use quinn::{Endpoint, EndpointConfig, TokioRuntime};
+use quinn::{Endpoint, TokioRuntime};
 use transport::{Engine, Events, Transport, TransportConfig};
 
 pub use error::QuicError;
@@ -57,7 +60,7 @@ pub async fn start(
     }
     let (socket, released) = socket::bind(config.listen_addr())?;
     let mut endpoint = Endpoint::new_with_abstract_socket(
-        EndpointConfig::default(),
+        identity.endpoint_config(),
         Some(identity.server_config()?),
         socket,
         Arc::new(TokioRuntime),

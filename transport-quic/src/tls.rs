@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use raft::NodeId;
+use ring::hmac;
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -132,6 +133,30 @@ impl NodeIdentity {
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(transport_config());
         Ok(config)
+    }
+
+    /// The QUIC endpoint configuration: keys that survive a restart.
+    ///
+    /// quinn's defaults draw the stateless-reset key and the key that signs connection ids
+    /// at random in each process. A node killed and restarted then neither recognises the
+    /// connection ids its peers still use (it drops their packets) nor could it sign a reset
+    /// they would accept, so each peer writes into its dead connection until the idle timeout
+    /// (10 s) before reconnecting. Both keys are therefore derived from the node's private
+    /// key: the same after a restart, and secret, so nobody else can forge a reset.
+    pub(crate) fn endpoint_config(&self) -> quinn::EndpointConfig {
+        let master = hmac::Key::new(hmac::HMAC_SHA256, self.key.secret_der());
+        let derive = |purpose: &[u8]| hmac::sign(&master, purpose);
+        let reset = derive(b"kv-raft/1 QUIC stateless reset key");
+        let cid = derive(b"kv-raft/1 QUIC connection id key");
+        let mut cid_key = [0; 8];
+        cid_key.copy_from_slice(&cid.as_ref()[..8]);
+        let cid_key = u64::from_le_bytes(cid_key);
+        let mut config =
+            quinn::EndpointConfig::new(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, reset.as_ref())));
+        config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        config
     }
 
     fn roots(&self) -> Result<RootCertStore, QuicError> {

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use raft::NodeId;
 
+use crate::faults::FaultRules;
+
 /// Default cap on one normal frame: 16 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Default cap on one snapshot frame: 1 GiB (snapshots travel on their own connection/stream).
@@ -50,6 +52,7 @@ pub struct TransportConfig {
     connect_timeout: Duration,
     handshake_timeout: Duration,
     jitter_seed: u64,
+    faults: Option<FaultRules>,
 }
 
 impl TransportConfig {
@@ -82,6 +85,7 @@ impl TransportConfig {
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
             jitter_seed: node_id ^ 0x9e37_79b9_7f4a_7c15,
+            faults: None,
         }
     }
 
@@ -158,6 +162,13 @@ impl TransportConfig {
     /// Seed of the back-off jitter (defaults to a value derived from the node id).
     pub fn with_jitter_seed(mut self, seed: u64) -> Self {
         self.jitter_seed = seed;
+        self
+    }
+
+    /// Applies `rules` to this transport's messages (tests only: see [`crate::faults`]).
+    /// Without this call the transport carries no fault-injection code on its paths.
+    pub fn with_faults(mut self, rules: FaultRules) -> Self {
+        self.faults = Some(rules);
         self
     }
 
@@ -259,5 +270,10 @@ impl TransportConfig {
     /// Seed of the back-off jitter.
     pub fn jitter_seed(&self) -> u64 {
         self.jitter_seed
+    }
+
+    /// The fault rules applied to this transport, if any.
+    pub fn faults(&self) -> Option<&FaultRules> {
+        self.faults.as_ref()
     }
 }

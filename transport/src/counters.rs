@@ -36,11 +36,15 @@ pub enum Counter {
     TruncatedFrames,
     /// Connections closed for a frame that did not decode.
     UndecodableFrames,
+    /// Messages dropped by fault rules (see [`crate::faults`]), in either direction.
+    FaultDropped,
+    /// Outgoing messages held back by a fault rule's delay.
+    FaultDelayed,
 }
 
 impl Counter {
     /// Every counter, in a stable order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::MessagesSent,
         Self::MessagesReceived,
         Self::BytesSent,
@@ -55,6 +59,8 @@ impl Counter {
         Self::OversizedFrames,
         Self::TruncatedFrames,
         Self::UndecodableFrames,
+        Self::FaultDropped,
+        Self::FaultDelayed,
     ];
 
     /// A snake_case name for metrics.
@@ -74,6 +80,8 @@ impl Counter {
             Self::OversizedFrames => "oversized_frames",
             Self::TruncatedFrames => "truncated_frames",
             Self::UndecodableFrames => "undecodable_frames",
+            Self::FaultDropped => "fault_dropped",
+            Self::FaultDelayed => "fault_delayed",
         }
     }
 

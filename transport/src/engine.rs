@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::TransportConfig;
 use crate::counters::Counters;
 use crate::event::{Event, Events, InboundBudget};
+use crate::faults::FaultRules;
 use crate::handle::Transport;
 use crate::handshake::{Channel, Refusal};
 use crate::outbox::peer_lanes;
@@ -64,6 +65,15 @@ pub(crate) struct Context {
     pub(crate) counters: Arc<Counters>,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) budget: Arc<InboundBudget>,
+    /// Test-only fault rules; `None` in production.
+    pub(crate) faults: Option<FaultRules>,
+}
+
+impl Context {
+    /// Whether fault rules say messages to and from `peer` are lost right now.
+    pub(crate) fn cut_off(&self, peer: NodeId) -> bool {
+        self.faults.as_ref().is_some_and(|rules| rules.blocks(peer))
+    }
 }
 
 /// A transport being assembled by a backend; [`Engine::start`] turns it into a [`Transport`].
@@ -80,12 +90,14 @@ impl Engine {
     pub fn new(config: TransportConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.event_queue());
         let budget = Arc::new(InboundBudget::new(config.event_queue_bytes()));
+        let faults = config.faults().cloned();
         Self {
             ctx: Context {
                 config: Arc::new(config),
                 counters: Arc::default(),
                 events: tx,
                 budget,
+                faults,
             },
             events: rx,
             cancel: CancellationToken::new(),
@@ -124,10 +136,9 @@ impl Engine {
         let closer = connector.clone();
         let close: CloseFuture = Box::pin(async move { closer.close().await });
         let transport = Transport::new(
-            self.ctx.config.node_id(),
+            &self.ctx,
             local_addr,
             senders,
-            self.ctx.counters.clone(),
             self.cancel,
             self.tracker,
             Mutex::new(Some(close)),

@@ -1,6 +1,7 @@
 //! The inbound side: serve one accepted connection (or QUIC stream).
 //!
-//! Checks the handshake, then turns frames into [`Event::Message`]s until the peer closes. An
+//! Checks the handshake, then turns frames into [`Event::Message`]s until the peer closes
+//! (dropping those from a peer that fault rules cut off, see [`crate::faults`]). An
 //! oversized, truncated or undecodable frame closes this connection only, with a log line and
 //! a counter; the node keeps serving everyone else.
 
@@ -111,6 +112,14 @@ pub(crate) async fn serve<R, W>(
         if !batch.is_empty() {
             ctx.counters
                 .add(Counter::MessagesReceived, batch.len() as u64);
+            if ctx.cut_off(from) {
+                // A fault rule cut this peer off: what it sends is lost, even if its own
+                // rules still let it send to us.
+                ctx.counters.add(Counter::FaultDropped, batch.len() as u64);
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
             let Ok(permits) = ctx.events.reserve_many(batch.len()).await else {
                 return;
             };

@@ -10,6 +10,8 @@
 //! - [`TransportConfig`], [`Counters`], [`SendError`];
 //! - the engine ([`Engine`], [`Connector`], [`Acceptor`]) that runs per-peer links with bounded
 //!   lanes ([`Lane`]), reconnection back-off and clean shutdown on top of any byte stream;
+//! - [`faults`]: test-only fault injection (cut peers off, delay messages), for both
+//!   transports;
 //! - [`conformance`]: the test suite every transport must pass.
 //!
 //! A driver's loop, in short:
@@ -39,6 +41,7 @@ mod counters;
 mod engine;
 mod error;
 mod event;
+pub mod faults;
 mod handle;
 pub mod handshake;
 mod inbound;
@@ -52,6 +55,7 @@ pub use counters::{Counter, Counters};
 pub use engine::{Acceptor, Connector, Engine};
 pub use error::SendError;
 pub use event::{Event, Events};
+pub use faults::{FaultRules, PeerFaults};
 pub use handle::Transport;
 pub use handshake::Channel;
 pub use outbox::Lane;

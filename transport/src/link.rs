@@ -152,6 +152,7 @@ async fn session<C: Connector>(
     };
     let mut writer_state = Writer {
         ctx,
+        peer,
         codec: FrameCodec::new(limit),
         buffer: BytesMut::new(),
     };
@@ -205,6 +206,7 @@ async fn wait_closed<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Strin
 /// Encodes queued messages into batches and writes them.
 struct Writer<'a> {
     ctx: &'a Context,
+    peer: NodeId,
     codec: FrameCodec,
     buffer: BytesMut,
 }
@@ -255,8 +257,13 @@ impl Writer<'_> {
         }
     }
 
-    /// Appends `message` to the batch; a message above the frame limit is dropped.
+    /// Appends `message` to the batch; a message above the frame limit is dropped, and so is
+    /// one queued before a fault rule cut the peer off.
     fn encode(&mut self, message: &Message) -> bool {
+        if self.ctx.cut_off(self.peer) {
+            self.ctx.counters.incr(Counter::FaultDropped);
+            return false;
+        }
         // Room for the whole frame up front, so a large message is not copied while the
         // buffer grows step by step.
         self.buffer.reserve(message_size(message));

@@ -98,12 +98,25 @@ impl Cluster {
             .env("KVD_LOG", "info")
             .env("KVD_WAL_SEGMENT_BYTES", "1048576")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env(kvd::faults::FAULTS_FILE_ENV, self.rules_path(i))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn kvd");
         self.children[i] = Some(child);
+    }
+
+    fn rules_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{}.faults", i + 1))
+    }
+
+    /// Replaces node `i`'s fault rules (test-only fault injection; empty heals), atomically.
+    pub(crate) fn set_rules(&self, i: usize, rules: &kvd::faults::RulesFile) {
+        let path = self.rules_path(i);
+        let staging = path.with_extension("new");
+        std::fs::write(&staging, rules.to_string()).unwrap();
+        std::fs::rename(&staging, &path).unwrap();
     }
 
     /// SIGKILL: no chance to flush or hand over.

@@ -12,6 +12,7 @@
 //! timeouts only as failure guards.
 
 mod delivery;
+mod faults;
 mod hostile;
 pub mod sample;
 
@@ -32,6 +33,7 @@ pub use delivery::{
     full_lane_refuses_at_once, ordering_per_peer, peer_info_carries_metadata, shutdown_is_clean,
     snapshot_streams_while_heartbeats_flow,
 };
+pub use faults::{blocked_peer_is_cut_off_both_ways, delayed_messages_arrive_late};
 pub use hostile::{
     garbage_bytes_are_refused, oversized_frame_is_refused, truncated_frame_is_counted,
     unknown_node_is_refused, wrong_cluster_id_is_refused,
@@ -246,6 +248,8 @@ macro_rules! conformance_tests {
             truncated_frame_is_counted,
             wrong_cluster_id_is_refused,
             unknown_node_is_refused,
+            blocked_peer_is_cut_off_both_ways,
+            delayed_messages_arrive_late,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
