@@ -299,7 +299,8 @@ impl Violation {
     }
 }
 
-/// Checks `history` key by key. `budget` caps the states explored per key; a key that
+/// Checks `history` key by key. `budget` (plus 8 per operation of the key) caps the states
+/// explored per key; a key that
 /// needs more is reported as [`Verdict::Unknown`] (violations win over unknowns).
 pub fn check(history: &[Operation], budget: usize) -> Verdict {
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
@@ -390,6 +391,9 @@ fn check_key(key: &str, all: &[&Operation], budget: usize) -> KeyVerdict {
     if count == 0 {
         return KeyVerdict::Linearizable;
     }
+    // Even a plain sequential history needs one state per operation: the budget guards
+    // against blow-ups in the branching, so it grows with the history.
+    let budget = budget.saturating_add(count.saturating_mul(8));
     let mut values: HashMap<&str, u32> = HashMap::new();
     let mut names: Vec<&str> = Vec::new();
     let mut steps = Vec::with_capacity(count);
@@ -406,10 +410,40 @@ fn check_key(key: &str, all: &[&Operation], budget: usize) -> KeyVerdict {
 
     // Events: index 0 is the head sentinel, 2 * count + 1 the tail sentinel; event
     // 1 + 2i is operation i's invocation, 2 + 2i its completion.
+    // An unknown-outcome put whose value was read did take effect, and before the first read
+    // that saw it completed: that bounds it like a completion (when no other put wrote the
+    // same value). Otherwise it would stay pending to the end of the history, and the search
+    // would try it at every step of a long run.
+    let mut writers: HashMap<&str, usize> = HashMap::new();
+    let mut first_seen: HashMap<&str, u64> = HashMap::new();
+    for operation in &operations {
+        match (&operation.command, operation.outcome) {
+            (Command::Put { value, .. }, _) => *writers.entry(value.as_str()).or_default() += 1,
+            (
+                Command::Get {
+                    found: Some(value), ..
+                },
+                Outcome::Ok,
+            ) => {
+                let seen = first_seen.entry(value.as_str()).or_insert(u64::MAX);
+                *seen = (*seen).min(operation.completed_ns);
+            }
+            _ => {}
+        }
+    }
     let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * count);
     for (i, operation) in operations.iter().enumerate() {
-        let completed = match operation.outcome {
-            Outcome::Unknown => u64::MAX,
+        let completed = match (&operation.command, operation.outcome) {
+            (Command::Put { value, .. }, Outcome::Unknown)
+                if writers.get(value.as_str()) == Some(&1) =>
+            {
+                first_seen
+                    .get(value.as_str())
+                    .copied()
+                    .unwrap_or(u64::MAX)
+                    .max(operation.invoked_ns)
+            }
+            (_, Outcome::Unknown) => u64::MAX,
             _ => operation.completed_ns,
         };
         // At equal times an invocation sorts before a completion (`false < true`), so
@@ -435,8 +469,19 @@ fn check_key(key: &str, all: &[&Operation], budget: usize) -> KeyVerdict {
     let operation_of = |event: usize| (event - 1) / 2;
     let is_invocation = |event: usize| (event - 1).is_multiple_of(2);
 
-    let mut linearized = vec![0u64; count.div_ceil(64)];
-    let mut seen: HashSet<(Vec<u64>, State)> = HashSet::new();
+    // Search states are memoised by (set of linearized operations, state). The set is kept
+    // as a 128-bit Zobrist hash (XOR of a random key per operation) rather than a bitmap, so
+    // a state costs the same in a history of a million operations as in one of ten. A
+    // collision could only prune a branch (a false alarm, never a missed violation) and has
+    // odds of about states² / 2^128.
+    let keys: Vec<u128> = {
+        let mut rng = crate::rng::Rng::new(0x1ea5_ab1e ^ count as u64);
+        (0..count)
+            .map(|_| (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64()))
+            .collect()
+    };
+    let mut linearized: u128 = 0;
+    let mut seen: HashSet<(u128, State)> = HashSet::new();
     let mut stack: Vec<(usize, State)> = Vec::new();
     let mut state: State = None;
     let mut deepest = Deepest {
@@ -453,8 +498,8 @@ fn check_key(key: &str, all: &[&Operation], budget: usize) -> KeyVerdict {
         if is_invocation(event) {
             let i = operation_of(event);
             if let Some(after) = steps[i].apply(state) {
-                linearized[i / 64] |= 1 << (i % 64);
-                if seen.insert((linearized.clone(), after)) {
+                linearized ^= keys[i];
+                if seen.insert((linearized, after)) {
                     if seen.len() > budget {
                         return KeyVerdict::Unknown;
                     }
@@ -482,7 +527,7 @@ fn check_key(key: &str, all: &[&Operation], budget: usize) -> KeyVerdict {
                     event = next[head];
                     continue;
                 }
-                linearized[i / 64] &= !(1 << (i % 64));
+                linearized ^= keys[i];
             }
             event = next[event];
         } else {
@@ -501,7 +546,7 @@ fn check_key(key: &str, all: &[&Operation], budget: usize) -> KeyVerdict {
                 )));
             };
             let i = operation_of(lifted);
-            linearized[i / 64] &= !(1 << (i % 64));
+            linearized ^= keys[i];
             state = before;
             // Put the operation back, in the reverse order of lifting.
             let completion = lifted + 1;
@@ -829,5 +874,45 @@ mod tests {
         assert!(text.contains("put k = \"a\""), "{text}");
         assert!(text.contains("get k -> (none)"), "{text}");
         assert!(!text.contains("other"), "{text}");
+    }
+
+    /// A long run on one key: four clients, overlapping operations, and every so often a put
+    /// whose client gave up (unknown outcome) but whose value a later read saw.
+    fn long_history(ops: u64) -> Vec<Operation> {
+        let mut history = Vec::new();
+        let mut last = String::from("v0");
+        history.push(op(0, Command::put("k", &last), 0, 5));
+        for n in 1..ops {
+            let t = n * 100;
+            let client = n % 4;
+            if n % 3 == 0 {
+                history.push(op(client, Command::get("k", Some(&last)), t, t + 150));
+            } else {
+                let value = format!("v{n}");
+                if n % 1000 == 1 {
+                    // The client gave up long after; a read below sees the value.
+                    history.push(unknown(client, Command::put("k", &value), t, t + 1));
+                } else {
+                    history.push(op(client, Command::put("k", &value), t, t + 90));
+                }
+                last = value;
+            }
+        }
+        history
+    }
+
+    #[test]
+    fn a_long_history_with_observed_unknown_writes_is_checked_within_the_budget() {
+        assert_linearizable(&long_history(200_000));
+    }
+
+    #[test]
+    fn a_stale_read_at_the_end_of_a_long_history_is_caught() {
+        let mut history = long_history(100_000);
+        let end = 100_000 * 100 + 1_000;
+        // v2 was acknowledged and overwritten long ago (v1, an unknown write, could still
+        // land late, so reading it would not be a violation).
+        history.push(op(7, Command::get("k", Some("v2")), end, end + 10));
+        assert_violation(&history);
     }
 }
