@@ -249,6 +249,12 @@ impl SnapshotThread {
             .expect("spawning the snapshot writer thread");
         Self { jobs, thread }
     }
+
+    /// Closes the queue and waits for a write in progress to end.
+    fn stop(self) {
+        drop(self.jobs);
+        let _ = self.thread.join();
+    }
 }
 
 fn run(
@@ -275,28 +281,22 @@ fn run(
                     writing -= 1;
                     batch.push(msg);
                 }
-                Msg::Job(Job::SaveSnapshot(snapshot)) => {
-                    let data = SnapshotData::Bytes(snapshot);
-                    write_snapshot(
-                        &storage,
-                        &mut snapshots,
-                        &to_self,
-                        &mut writing,
-                        data,
-                        &mut batch,
-                    );
-                }
-                Msg::Job(Job::WriteSnapshot { meta, source }) => {
-                    let data = SnapshotData::Source(meta, source);
-                    write_snapshot(
-                        &storage,
-                        &mut snapshots,
-                        &to_self,
-                        &mut writing,
-                        data,
-                        &mut batch,
-                    );
-                }
+                Msg::Job(Job::SaveSnapshot(snapshot)) => write_snapshot(
+                    &storage,
+                    &mut snapshots,
+                    &to_self,
+                    &mut writing,
+                    SnapshotData::Bytes(snapshot),
+                    &mut batch,
+                ),
+                Msg::Job(Job::WriteSnapshot { meta, source }) => write_snapshot(
+                    &storage,
+                    &mut snapshots,
+                    &to_self,
+                    &mut writing,
+                    SnapshotData::Source(meta, source),
+                    &mut batch,
+                ),
                 Msg::Job(_) => batch.push(msg),
             }
         }
@@ -312,16 +312,14 @@ fn run(
                 drop(queue);
                 on_event(Event::Failed(error));
                 if let Some(thread) = snapshots {
-                    drop(thread.jobs);
-                    let _ = thread.thread.join();
+                    thread.stop();
                 }
                 return None;
             }
         }
     }
     if let Some(thread) = snapshots {
-        drop(thread.jobs);
-        let _ = thread.thread.join();
+        thread.stop();
     }
     Some(storage)
 }
