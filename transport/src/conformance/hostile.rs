@@ -107,12 +107,22 @@ async fn refused_dialer(harness: &impl Harness, cluster_id: &str, intruder_id: N
         matches!(e, Event::Unreachable { peer: 2 }).then_some(())
     })
     .await;
-    assert!(
-        nodes[1]
+    // The intruder may see its connection fail (over QUIC, in the TLS exchange) before node 2
+    // has counted the refusal: wait for the count, within the usual bound.
+    let counted = tokio::time::timeout(WAIT, async {
+        while nodes[1]
             .transport
             .counters()
             .get(Counter::HandshakesRefused)
-            >= 1
+            == 0
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        counted.is_ok(),
+        "node 2 never counted the refused handshake"
     );
     still_serving(&mut nodes).await;
     // Nothing from the intruder was delivered.
