@@ -21,6 +21,9 @@ pub struct Config {
     pub(crate) max_uncommitted_bytes: usize,
     pub(crate) max_cached_entries: u64,
     pub(crate) snapshot_timeout: Duration,
+    pub(crate) catch_up_entries: u64,
+    pub(crate) read_timeout_elections: u32,
+    pub(crate) max_pending_reads: usize,
     pub(crate) seed: u64,
 }
 
@@ -40,6 +43,9 @@ impl Config {
             max_uncommitted_bytes: 64 << 20,
             max_cached_entries: 10_000,
             snapshot_timeout: Duration::from_secs(10),
+            catch_up_entries: 1000,
+            read_timeout_elections: 2,
+            max_pending_reads: 4096,
             seed: id,
         }
     }
@@ -107,10 +113,40 @@ impl Config {
         self
     }
 
+    /// A node becomes a voter (a learner promoted, or a new voter added) only once its log is
+    /// within `entries` of the leader's last index; until then the change is refused with
+    /// [`Error::NotCaughtUp`]. A voter that must first fetch a long log would otherwise leave
+    /// the cluster unable to commit while it catches up (Raft dissertation §4.2.1).
+    pub fn catch_up_entries(mut self, entries: u64) -> Self {
+        self.catch_up_entries = entries;
+        self
+    }
+
+    /// A linearizable read not confirmed within this many (maximum) election timeouts fails
+    /// with [`Error::ReadTimedOut`]: a lost forwarded request or answer, or a leader that
+    /// cannot reach a quorum, never leaves a read waiting forever.
+    pub fn read_timeout(mut self, election_timeouts: u32) -> Self {
+        self.read_timeout_elections = election_timeouts;
+        self
+    }
+
+    /// Reads waiting for a leadership confirmation (this node's and those forwarded by
+    /// followers) before more are refused with [`Error::TooManyReads`].
+    pub fn max_pending_reads(mut self, reads: usize) -> Self {
+        self.max_pending_reads = reads;
+        self
+    }
+
     /// Seed of the generator that jitters election timeouts. Give each node its own seed.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// How long a read may wait for its confirmation.
+    pub(crate) fn read_timeout_duration(&self) -> Duration {
+        self.election_timeout_max
+            .saturating_mul(self.read_timeout_elections)
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -129,6 +165,12 @@ impl Config {
         }
         if self.max_inflight_appends == 0 {
             return bad("max inflight appends must be at least 1");
+        }
+        if self.read_timeout_elections == 0 {
+            return bad("the read timeout must be at least one election timeout");
+        }
+        if self.max_pending_reads == 0 {
+            return bad("max pending reads must be at least 1");
         }
         Ok(())
     }

@@ -19,10 +19,12 @@ impl Node {
     /// Periodic work, run when a deadline passed.
     pub(crate) fn on_tick(&mut self) {
         let now = self.now;
+        self.expire_reads();
+        self.expire_fetch();
         if self.role == Role::Leader {
             if now >= self.heartbeat_deadline {
                 self.heartbeat_deadline = now + self.cfg.heartbeat_interval;
-                self.broadcast_heartbeat();
+                self.broadcast_heartbeat(true);
             }
             if now >= self.check_quorum_deadline {
                 self.check_quorum_deadline = now + self.cfg.election_timeout_min;
@@ -253,10 +255,19 @@ impl Node {
             });
         }
         if to == self.cfg.id {
-            return Ok(());
+            return Ok(()); // already the leader
         }
-        if !self.membership.is_voter(to) || !self.progress.contains_key(&to) {
-            return Err(Error::InvalidMembership("transfer target is not a voter"));
+        let reason = if self.membership.voters().contains(&to) {
+            None
+        } else if self.membership.learners().contains(&to) && !self.membership.is_voter(to) {
+            Some("it is a learner")
+        } else if self.membership.is_voter(to) {
+            Some("it is leaving the voters")
+        } else {
+            Some("it is not a member")
+        };
+        if let Some(reason) = reason {
+            return Err(Error::InvalidTransfer { to, reason });
         }
         self.transfer = Some((to, self.now + self.cfg.election_timeout_max));
         self.maybe_send_timeout_now(to);

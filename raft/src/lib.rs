@@ -48,6 +48,7 @@ mod error;
 mod log;
 mod mem_storage;
 mod membership;
+mod membership_change;
 mod message;
 mod node;
 mod output;

@@ -97,6 +97,15 @@ impl RaftLog {
         )
     }
 
+    /// The last index whose entry has a term of at most `term` (the snapshot point if none
+    /// after it has).
+    pub(crate) fn last_index_with_term_at_most(&self, term: Term) -> Index {
+        let pos = self.spans.partition_point(|&(_, t)| t <= term);
+        self.spans
+            .get(pos)
+            .map_or(self.last_index, |&(start, _)| start - 1)
+    }
+
     /// Raft's "at least as up to date" comparison (§5.4.1).
     pub(crate) fn is_up_to_date(&self, last_term: Term, last_index: Index) -> bool {
         (last_term, last_index) >= (self.last_term(), self.last_index)
@@ -263,6 +272,10 @@ mod tests {
         assert_eq!(log.last_index_of_term(3), None);
         assert_eq!(log.last_index_of_term(5), Some(6));
         assert_eq!(log.first_index_of_run(4), 3);
+        assert_eq!(log.last_index_with_term_at_most(0), 0);
+        assert_eq!(log.last_index_with_term_at_most(1), 2);
+        assert_eq!(log.last_index_with_term_at_most(4), 5);
+        assert_eq!(log.last_index_with_term_at_most(5), 6);
     }
 
     #[test]

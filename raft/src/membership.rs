@@ -3,8 +3,8 @@
 //! Membership is data: it travels in the log ([`crate::EntryPayload::Membership`]) and in
 //! snapshots ([`crate::SnapshotMeta`]). A configuration takes effect on a node as soon as the
 //! entry is in its log (committed or not), as in the Raft dissertation. A joint configuration
-//! (old and new voter sets both needing a majority) is representable, so joint consensus fits
-//! without a format change; today the core proposes one-voter-at-a-time changes.
+//! holds two voter sets, the incoming and the outgoing one, and needs a majority of each; how
+//! the core moves between configurations is in `membership_change.rs`.
 
 use std::collections::BTreeSet;
 
@@ -47,7 +47,8 @@ impl Membership {
         &self.outgoing
     }
 
-    /// The learners.
+    /// The learners. In a joint configuration a learner may also be an outgoing voter: it
+    /// votes until the joint configuration is left, then stays as a learner (a demotion).
     pub fn learners(&self) -> &BTreeSet<NodeId> {
         &self.learners
     }
@@ -109,13 +110,43 @@ impl Membership {
         }
     }
 
-    /// Checks that `next` differs from `self` by at most one voter, the rule that makes
-    /// single-server changes safe without a joint phase.
-    pub(crate) fn is_single_step_from(&self, next: &Self) -> bool {
-        if self.is_joint() || next.is_joint() || next.voters.is_empty() {
-            return false;
+    /// How many voters `target` adds or removes compared to `self` (incoming voter sets).
+    pub(crate) fn voter_changes(&self, target: &Self) -> usize {
+        self.voters.symmetric_difference(&target.voters).count()
+    }
+
+    /// Why `self` cannot be the target of a membership change, if it cannot.
+    pub(crate) fn target_error(&self) -> Option<&'static str> {
+        if self.is_joint() {
+            Some("propose the target configuration; the core enters and leaves the joint one")
+        } else if self.voters.is_empty() {
+            Some("no voters left")
+        } else if self.voters.contains(&0) || self.learners.contains(&0) {
+            Some("node id 0 is reserved")
+        } else if !self.voters.is_disjoint(&self.learners) {
+            Some("a node cannot be both a voter and a learner")
+        } else {
+            None
         }
-        self.voters.symmetric_difference(&next.voters).count() <= 1
+    }
+
+    /// The joint configuration between `self` (not joint) and `target`: `target`'s voters
+    /// and learners, with `self`'s voters as the outgoing set.
+    pub(crate) fn joint_to(&self, target: &Self) -> Self {
+        Self {
+            voters: target.voters.clone(),
+            outgoing: self.voters.clone(),
+            learners: target.learners.clone(),
+        }
+    }
+
+    /// The configuration that leaves a joint one: the incoming voters and the learners.
+    pub(crate) fn leave_joint(&self) -> Self {
+        Self {
+            voters: self.voters.clone(),
+            outgoing: BTreeSet::new(),
+            learners: self.learners.difference(&self.voters).copied().collect(),
+        }
     }
 }
 
@@ -232,12 +263,43 @@ mod tests {
     }
 
     #[test]
-    fn single_step_changes() {
+    fn voter_changes_count_additions_and_removals() {
         let m = Membership::new([1, 2, 3]);
-        assert!(m.is_single_step_from(&Membership::new([1, 2, 3, 4])));
-        assert!(m.is_single_step_from(&Membership::new([1, 2])));
-        assert!(!m.is_single_step_from(&Membership::new([1, 4, 5])));
-        assert!(!m.is_single_step_from(&Membership::new([])));
+        assert_eq!(m.voter_changes(&Membership::new([1, 2, 3, 4])), 1);
+        assert_eq!(m.voter_changes(&Membership::new([1, 2])), 1);
+        assert_eq!(m.voter_changes(&Membership::new([1, 2, 4])), 2);
+        assert_eq!(
+            m.voter_changes(&Membership::new([1, 2, 3]).with_learners([4])),
+            0
+        );
+    }
+
+    #[test]
+    fn targets_must_be_plain_and_keep_a_voter() {
+        assert!(Membership::new([1]).target_error().is_none());
+        assert_eq!(Membership::new([]).target_error(), Some("no voters left"));
+        assert!(Membership::new([0, 1]).target_error().is_some());
+        let joint = Membership::new([1, 2]).joint_to(&Membership::new([3]));
+        assert!(joint.target_error().is_some());
+    }
+
+    #[test]
+    fn joint_consensus_enters_and_leaves() {
+        // Replace 3 by 4, and demote 2 to a learner.
+        let old = Membership::new([1, 2, 3]);
+        let target = Membership::new([1, 4]).with_learners([2]);
+        let joint = old.joint_to(&target);
+        assert!(joint.is_joint());
+        for id in [1, 2, 3, 4] {
+            assert!(joint.is_voter(id), "{id} votes while joint");
+        }
+        // A majority of each set: {1, 4} alone is not a majority of {1, 2, 3}.
+        assert!(!joint.is_quorum(|id| id == 1 || id == 4));
+        assert!(joint.is_quorum(|id| id == 1 || id == 4 || id == 2));
+        let left = joint.leave_joint();
+        assert_eq!(left, target);
+        assert!(!left.is_voter(2) && left.contains(2));
+        assert!(!left.contains(3));
     }
 
     proptest! {

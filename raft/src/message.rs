@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::entry::{Entry, Snapshot};
-use crate::types::{Index, Term};
+use crate::types::{Index, MAX_INDEX, Term};
 
 /// A message from one peer to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +153,52 @@ impl Message {
             Self::ReadIndexResponse { .. } => "ReadIndexResponse",
             Self::TimeoutNow { .. } => "TimeoutNow",
         }
+    }
+
+    /// Whether every index and term in the message is at most [`MAX_INDEX`], and its entries
+    /// end there too: what the core may then add to them cannot overflow.
+    pub(crate) fn in_range(&self) -> bool {
+        let ok = |x: u64| x <= MAX_INDEX;
+        ok(self.term())
+            && match self {
+                Self::VoteRequest {
+                    last_log_index,
+                    last_log_term,
+                    ..
+                } => ok(*last_log_index) && ok(*last_log_term),
+                Self::Append {
+                    prev_index,
+                    prev_term,
+                    entries,
+                    commit,
+                    ..
+                } => {
+                    ok(*prev_index)
+                        && ok(*prev_term)
+                        && ok(*commit)
+                        && (entries.len() as u64)
+                            .checked_add(*prev_index)
+                            .is_some_and(ok)
+                        && entries.iter().all(|e| ok(e.index()) && ok(e.term()))
+                }
+                Self::AppendResponse { outcome, .. } => match *outcome {
+                    AppendOutcome::Accepted { match_index } => ok(match_index),
+                    AppendOutcome::Rejected {
+                        rejected_index,
+                        hint_index,
+                        hint_term,
+                    } => ok(rejected_index) && ok(hint_index) && hint_term.is_none_or(ok),
+                },
+                Self::Heartbeat { commit, .. } => ok(*commit),
+                Self::InstallSnapshot { snapshot, .. } => {
+                    ok(snapshot.meta().index()) && ok(snapshot.meta().term())
+                }
+                Self::ReadIndexResponse { index, .. } => index.is_none_or(ok),
+                Self::VoteResponse { .. }
+                | Self::HeartbeatResponse { .. }
+                | Self::ReadIndex { .. }
+                | Self::TimeoutNow { .. } => true,
+            }
     }
 
     /// Whether this message carries a snapshot (transports send those on their own stream so

@@ -115,12 +115,19 @@ pub struct Node {
     pub(crate) durable_token: u64,
     /// Token of the latest persist that changed the term or vote.
     pub(crate) hard_state_token: u64,
+    /// `(token, term)` of each persist in flight that changes the term or vote.
+    pub(crate) hard_states_in_flight: VecDeque<(u64, Term)>,
+    /// The term of the latest durable hard state.
+    pub(crate) durable_term: Term,
     /// `(token, last index it makes durable)`, clamped when later writes truncate.
     pub(crate) persists_in_flight: VecDeque<(u64, Index)>,
     /// Highest index whose entry (and all before it) is durable and in the current log.
     pub(crate) stable_index: Index,
     pub(crate) emitted_hard_state: HardState,
+    /// A snapshot received from the leader, to be handed to storage in the next persist.
     pub(crate) pending_snapshot: Option<Snapshot>,
+    /// A snapshot handed to storage with `token`, to be applied once that is durable.
+    pub(crate) snapshot_to_apply: Option<(u64, Snapshot)>,
 
     // Output.
     pub(crate) outputs: VecDeque<Output>,
@@ -146,7 +153,8 @@ pub struct Node {
     pub(crate) transfer: Option<(NodeId, Instant)>,
     pub(crate) replicate_pending: bool,
     pub(crate) commit_broadcast: Index,
-    pub(crate) fetch_in_flight: Option<(Index, Index)>,
+    /// The entries asked of storage for lagging followers, and when to ask again.
+    pub(crate) fetch_in_flight: Option<(Index, Index, Instant)>,
 
     pub(crate) reads: ReadState,
     pub(crate) stats: Stats,
@@ -169,33 +177,67 @@ impl Node {
 
     /// Restarts a node from what its storage holds. The driver restores its state machine
     /// from the snapshot; the node then re-applies committed entries after it.
+    ///
+    /// Storage that no correct run could have produced is refused with
+    /// [`Error::InvalidConfig`] naming what is wrong: entries that do not follow the snapshot
+    /// contiguously or whose terms decrease, a hard state whose term is below the last entry's
+    /// or whose commit index is past the last index, a vote for node 0, or an index or term
+    /// above 2^63 - 1. (A vote for a node outside the configuration is not refused: a node
+    /// may vote for a candidate of a configuration it has not seen yet, or keep its vote after
+    /// a change removed that candidate in the same term.)
     pub fn restart(config: Config, state: RestoreState, now: Instant) -> Result<Self, Error> {
         let RestoreState {
             hard_state,
             snapshot,
             entries,
         } = state;
+        let bad = |why: String| Err(Error::InvalidConfig(format!("restored state: {why}")));
+        let in_range = |x: u64| x <= crate::types::MAX_INDEX;
+        if !in_range(snapshot.index()) || !in_range(snapshot.term()) {
+            return bad(format!(
+                "snapshot at index {} term {} is out of range",
+                snapshot.index(),
+                snapshot.term()
+            ));
+        }
+        if snapshot.index() > 0 && snapshot.term() == 0 {
+            return bad(format!("snapshot at index {} has term 0", snapshot.index()));
+        }
         let mut last_term = snapshot.term();
-        for (expected, entry) in (snapshot.index() + 1..).zip(&entries) {
+        let mut expected = snapshot.index();
+        for entry in &entries {
+            expected += 1;
             if entry.index() != expected {
-                return Err(Error::InvalidConfig(format!(
-                    "restored log is not contiguous: expected index {expected}, found {}",
+                return bad(format!(
+                    "the log is not contiguous after the snapshot at {}: expected index \
+                     {expected}, found {}",
+                    snapshot.index(),
                     entry.index()
-                )));
+                ));
             }
-            if entry.term() < last_term {
-                return Err(Error::InvalidConfig(format!(
-                    "restored log has decreasing terms at index {}",
-                    entry.index()
-                )));
+            if entry.term() < last_term || !in_range(entry.term()) || !in_range(expected) {
+                return bad(format!(
+                    "entry {} has term {} after term {last_term}",
+                    entry.index(),
+                    entry.term()
+                ));
             }
             last_term = entry.term();
         }
         if hard_state.term() < last_term {
-            return Err(Error::InvalidConfig(format!(
+            return bad(format!(
                 "hard state term {} is below the last entry's term {last_term}",
                 hard_state.term()
-            )));
+            ));
+        }
+        if hard_state.commit() > expected {
+            return bad(format!(
+                "commit index {} is past the last index {expected}",
+                hard_state.commit()
+            ));
+        }
+        if hard_state.vote() == Some(0) {
+            return bad("a vote for node 0 (reserved for nobody)".to_string());
         }
         let mut node = Self::build(config, hard_state, snapshot, entries, now)?;
         node.dirty = true;
@@ -245,9 +287,12 @@ impl Node {
             next_token: 0,
             durable_token: 0,
             hard_state_token: 0,
+            hard_states_in_flight: VecDeque::new(),
+            durable_term: hard_state.term(),
             persists_in_flight: VecDeque::new(),
             emitted_hard_state: hard_state,
             pending_snapshot: None,
+            snapshot_to_apply: None,
             outputs: VecDeque::new(),
             outbox: Vec::new(),
             gated: VecDeque::new(),
@@ -289,26 +334,6 @@ impl Node {
         Ok(self.append_as_leader(EntryPayload::Command(command)))
     }
 
-    /// Proposes a new configuration that differs from the current one by at most one voter
-    /// (learners may change freely). Only one change may be uncommitted at a time.
-    pub fn propose_membership(
-        &mut self,
-        now: Instant,
-        membership: Membership,
-    ) -> Result<Index, Error> {
-        self.advance(now);
-        self.check_can_propose(0)?;
-        if self.membership_index > self.commit {
-            return Err(Error::MembershipChangeInProgress);
-        }
-        if !self.membership.is_single_step_from(&membership) {
-            return Err(Error::InvalidMembership(
-                "change at most one voter at a time",
-            ));
-        }
-        Ok(self.append_as_leader(EntryPayload::Membership(Box::new(membership))))
-    }
-
     /// Starts a linearizable read with the driver's `id`. [`Output::ReadReady`] follows once
     /// the local state machine may serve it (or [`Output::ReadFailed`]). Followers forward the
     /// request to the leader; reads arriving together share one leadership confirmation.
@@ -343,6 +368,12 @@ impl Node {
             self.stable_index = self.stable_index.max(last);
         }
         self.stable_index = self.stable_index.min(self.log.last_index());
+        while let Some(&(t, term)) = self.hard_states_in_flight.front()
+            && t <= token.0
+        {
+            self.durable_term = term;
+            self.hard_states_in_flight.pop_front();
+        }
         while self
             .gated
             .front()
@@ -400,15 +431,22 @@ impl Node {
         if self.dirty || !self.outputs.is_empty() {
             return self.now;
         }
-        if self.role == Role::Leader {
+        let mut at = if self.role == Role::Leader {
             let mut at = self.heartbeat_deadline.min(self.check_quorum_deadline);
             if let Some((_, deadline)) = self.transfer {
+                at = at.min(deadline);
+            }
+            if let Some((_, _, deadline)) = self.fetch_in_flight {
                 at = at.min(deadline);
             }
             at
         } else {
             self.election_deadline
+        };
+        if let Some(deadline) = self.reads.next_deadline() {
+            at = at.min(deadline);
         }
+        at
     }
 
     // ----- Getters ------------------------------------------------------------------------
@@ -498,7 +536,7 @@ impl Node {
         self.outbox.push((to, message));
     }
 
-    fn check_can_propose(&self, bytes: usize) -> Result<(), Error> {
+    pub(crate) fn check_can_propose(&self, bytes: usize) -> Result<(), Error> {
         if self.role != Role::Leader {
             return Err(Error::NotLeader {
                 leader: self.leader,
@@ -603,6 +641,8 @@ impl Node {
             let token = self.next_token;
             if vote_changed {
                 self.hard_state_token = token;
+                self.hard_states_in_flight
+                    .push_back((token, hard_state.term()));
             }
             let mut last_written = None;
             if let Some(s) = &snapshot {
@@ -630,7 +670,7 @@ impl Node {
             if let Some(s) = snapshot
                 && s.meta().index() > 0
             {
-                self.outputs.push_back(Output::ApplySnapshot(s));
+                self.snapshot_to_apply = Some((token, s));
             }
         }
 
@@ -672,12 +712,31 @@ impl Node {
         }
     }
 
+    /// Hands committed entries (or an installed snapshot) to the driver. A leader applies
+    /// up to its commit index: those entries are durable on a majority, and its term on it.
+    /// Any other node applies only what is durable on it, so that a snapshot it takes of its
+    /// state machine never covers an entry of a term its storage does not hold yet (it could
+    /// not restart from such storage). An installed snapshot is applied once it is durable,
+    /// and the entries after it only then.
     fn emit_applies(&mut self) {
-        if self.commit <= self.apply_emitted {
+        if let Some((token, _)) = &self.snapshot_to_apply {
+            if *token > self.durable_token {
+                return;
+            }
+            let (_, snapshot) = self.snapshot_to_apply.take().expect("checked");
+            self.apply_emitted = self.apply_emitted.max(snapshot.meta().index());
+            self.outputs.push_back(Output::ApplySnapshot(snapshot));
+        }
+        let limit = if self.role == Role::Leader {
+            self.commit
+        } else {
+            self.commit.min(self.stable_index)
+        };
+        if limit <= self.apply_emitted {
             return;
         }
         let first = self.apply_emitted + 1;
-        match self.log.slice(first, self.commit, usize::MAX) {
+        match self.log.slice(first, limit, usize::MAX) {
             Some(entries) if !entries.is_empty() => {
                 self.apply_emitted = entries.last().map_or(self.apply_emitted, Entry::index);
                 self.outputs.push_back(Output::Apply(entries));

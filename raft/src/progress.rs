@@ -6,10 +6,20 @@
 //! - **Replicate**: the logs match up to `match_index`; the leader streams appends
 //!   optimistically, up to a window of appends in flight.
 //! - **Snapshot**: the entries the follower needs were compacted; a snapshot is on its way.
+//!
+//! A follower whose disk stalls still answers heartbeats (they wait only for its term to be
+//! durable) but acknowledges no append. A probe that such a follower leaves unanswered is
+//! retried after a heartbeat answer, but with a backoff: 1, 2, 4, ... up to
+//! [`MAX_PROBE_BACKOFF`] heartbeat rounds, each retry carrying a single entry. What a leader
+//! resends to a follower that acknowledges nothing is thus bounded, while a probe lost in the
+//! network is still retried at the next heartbeat.
 
 use std::collections::VecDeque;
 
 use crate::types::{Index, Instant};
+
+/// The longest wait, in heartbeat rounds, before an unanswered probe is sent again.
+pub(crate) const MAX_PROBE_BACKOFF: u32 = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProgressState {
@@ -25,6 +35,10 @@ pub(crate) struct Progress {
     pub(crate) state: ProgressState,
     /// In Probe: an append is out and unanswered.
     probe_sent: bool,
+    /// Probes sent since the follower last answered an append.
+    unanswered_probes: u32,
+    /// Heartbeat rounds since the last probe was sent.
+    rounds_since_probe: u32,
     /// In Replicate: the last index of each append in flight, oldest first.
     inflight: VecDeque<Index>,
     /// Heard from since the last CheckQuorum round.
@@ -44,6 +58,8 @@ impl Progress {
             next_index,
             state: ProgressState::Probe,
             probe_sent: false,
+            unanswered_probes: 0,
+            rounds_since_probe: 0,
             inflight: VecDeque::new(),
             recent_active: false,
             read_round: 0,
@@ -76,6 +92,7 @@ impl Progress {
     }
 
     pub(crate) fn become_replicate(&mut self) {
+        self.unanswered_probes = 0;
         self.state = ProgressState::Replicate;
         self.next_index = self.match_index + 1;
         self.inflight.clear();
@@ -84,6 +101,7 @@ impl Progress {
 
     pub(crate) fn become_snapshot(&mut self, index: Index, now: Instant) {
         self.state = ProgressState::Snapshot { index, since: now };
+        self.unanswered_probes = 0;
         self.inflight.clear();
         self.probe_sent = false;
     }
@@ -95,9 +113,25 @@ impl Progress {
                 self.next_index = last + 1;
                 self.inflight.push_back(last);
             }
-            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Probe => {
+                self.probe_sent = true;
+                self.unanswered_probes = self.unanswered_probes.saturating_add(1);
+                self.rounds_since_probe = 0;
+            }
             _ => {}
         }
+    }
+
+    /// Whether the next probe repeats one the follower left unanswered (it then carries a
+    /// single entry).
+    pub(crate) fn is_reprobe(&self) -> bool {
+        self.state == ProgressState::Probe && self.unanswered_probes > 0
+    }
+
+    /// The follower answered an append (accepted or rejected it).
+    pub(crate) fn on_answered(&mut self) {
+        self.probe_sent = false;
+        self.unanswered_probes = 0;
     }
 
     /// The follower matched up to `index`. Returns whether that is news.
@@ -111,18 +145,24 @@ impl Progress {
         while self.inflight.front().is_some_and(|&last| last <= index) {
             self.inflight.pop_front();
         }
-        self.probe_sent = false;
+        self.on_answered();
         advanced
     }
 
-    /// A heartbeat response arrived: in Probe, allow the next probe.
+    /// A heartbeat response arrived: in Probe, allow the next probe once the backoff for the
+    /// probes left unanswered has passed (the last one may have been lost).
     pub(crate) fn on_heartbeat_response(&mut self) {
-        self.probe_sent = false;
+        let exponent = self.unanswered_probes.saturating_sub(1).min(31);
+        let wait = (1u32 << exponent).min(MAX_PROBE_BACKOFF);
+        if self.rounds_since_probe >= wait {
+            self.probe_sent = false;
+        }
     }
 
     /// Called every heartbeat round; returns true if appends seem lost (the follower is
     /// alive but has acknowledged nothing for several rounds), so replication should re-probe.
     pub(crate) fn on_heartbeat_round(&mut self) -> bool {
+        self.rounds_since_probe = self.rounds_since_probe.saturating_add(1);
         if self.state == ProgressState::Replicate && !self.inflight.is_empty() {
             self.stalled_rounds += 1;
             return self.stalled_rounds >= 3;
@@ -142,8 +182,30 @@ mod tests {
         assert!(!p.is_paused(4));
         p.on_append_sent(7, 3);
         assert!(p.is_paused(4));
+        assert!(!p.on_heartbeat_round());
         p.on_heartbeat_response();
         assert!(!p.is_paused(4));
+    }
+
+    #[test]
+    fn unanswered_probes_back_off_up_to_a_bound() {
+        let mut p = Progress::new(5);
+        let mut sent_at = Vec::new();
+        for round in 1..=100 {
+            if !p.is_paused(4) {
+                assert_eq!(p.is_reprobe(), !sent_at.is_empty());
+                p.on_append_sent(7, 1);
+                sent_at.push(round);
+            }
+            p.on_heartbeat_round();
+            p.on_heartbeat_response();
+        }
+        assert_eq!(&sent_at[..6], &[1, 2, 4, 8, 16, 32]);
+        assert!(sent_at.windows(2).all(|w| w[1] - w[0] <= MAX_PROBE_BACKOFF));
+        assert!(sent_at.len() <= 10, "{sent_at:?}");
+        // An answer ends the backoff.
+        p.on_accepted(6);
+        assert!(!p.is_paused(4) && !p.is_reprobe());
     }
 
     #[test]

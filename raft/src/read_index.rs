@@ -5,14 +5,19 @@
 //! time: reads that arrive meanwhile wait for the next round, so one confirmation serves many
 //! reads. Followers forward reads to the leader and serve them locally once they have applied
 //! up to the index the leader returned.
+//!
+//! Every read is bounded: it fails with [`Error::ReadTimedOut`] if it is not served within
+//! [`crate::Config::read_timeout`] (a forwarded request or its answer lost, a leader that
+//! cannot reach a quorum), and a node tracks at most [`crate::Config::max_pending_reads`]
+//! reads, its own and those forwarded to it, refusing more with [`Error::TooManyReads`].
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::Node;
 use crate::error::Error;
 use crate::message::Message;
 use crate::output::Output;
-use crate::types::{Index, NodeId, Role};
+use crate::types::{Index, Instant, NodeId, Role};
 
 #[derive(Debug)]
 struct PendingRead {
@@ -22,6 +27,7 @@ struct PendingRead {
     id: u64,
     /// `None` for a read made on this node; else the follower that forwarded it.
     requester: Option<NodeId>,
+    deadline: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -31,12 +37,14 @@ pub(crate) struct ReadState {
     round_wanted: bool,
     /// Leader: reads waiting for a quorum to confirm their round.
     pending: VecDeque<PendingRead>,
-    /// Leader: reads that arrived before the first commit of this term.
-    before_first_commit: Vec<(Option<NodeId>, u64)>,
-    /// Follower: ids forwarded to the leader and not answered yet.
-    forwarded: BTreeSet<u64>,
-    /// Confirmed reads waiting for the state machine to apply their index: `(index, id)`.
-    confirmed: Vec<(Index, u64)>,
+    /// Leader: reads that arrived before the first commit of this term:
+    /// `(requester, id, deadline)`.
+    before_first_commit: Vec<(Option<NodeId>, u64, Instant)>,
+    /// Follower: ids forwarded to the leader and not answered yet, with their deadlines.
+    forwarded: BTreeMap<u64, Instant>,
+    /// Confirmed reads waiting for the state machine to apply their index:
+    /// `(index, id, deadline)`.
+    confirmed: Vec<(Index, u64, Instant)>,
 }
 
 impl ReadState {
@@ -44,12 +52,29 @@ impl ReadState {
         self.round_sent
     }
 
+    /// Reads tracked here, of any kind.
+    fn len(&self) -> usize {
+        self.pending.len()
+            + self.before_first_commit.len()
+            + self.forwarded.len()
+            + self.confirmed.len()
+    }
+
+    /// The earliest deadline of any read tracked.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let pending = self.pending.iter().map(|r| r.deadline);
+        let early = self.before_first_commit.iter().map(|r| r.2);
+        let forwarded = self.forwarded.values().copied();
+        let confirmed = self.confirmed.iter().map(|r| r.2);
+        pending.chain(early).chain(forwarded).chain(confirmed).min()
+    }
+
     /// Emits [`Output::ReadReady`] for every confirmed read whose index is applied.
     pub(crate) fn release_applied(&mut self, applied: Index, outputs: &mut VecDeque<Output>) {
         if self.confirmed.is_empty() {
             return;
         }
-        self.confirmed.retain(|&(index, id)| {
+        self.confirmed.retain(|&(index, id, _)| {
             if index <= applied {
                 outputs.push_back(Output::ReadReady { id, index });
                 false
@@ -62,14 +87,21 @@ impl ReadState {
 
 impl Node {
     pub(crate) fn start_read(&mut self, id: u64) -> Result<(), Error> {
+        let can_serve =
+            self.role == Role::Leader || (self.role == Role::Follower && self.leader.is_some());
+        let limit = self.cfg.max_pending_reads;
+        if can_serve && self.reads.len() >= limit {
+            return Err(Error::TooManyReads { limit });
+        }
+        let deadline = self.now + self.cfg.read_timeout_duration();
         match self.role {
             Role::Leader => {
-                self.leader_read(None, id);
+                self.leader_read(None, id, deadline);
                 Ok(())
             }
             Role::Follower if self.leader.is_some() => {
                 let leader = self.leader.expect("checked");
-                self.reads.forwarded.insert(id);
+                self.reads.forwarded.insert(id, deadline);
                 self.send(
                     leader,
                     Message::ReadIndex {
@@ -86,31 +118,47 @@ impl Node {
     }
 
     pub(crate) fn handle_forwarded_read(&mut self, from: NodeId, id: u64) {
-        if self.role == Role::Leader {
-            self.leader_read(Some(from), id);
+        let refuse = if self.role != Role::Leader {
+            true
+        } else if !self.membership.contains(from) {
+            self.stats.unknown_peer += 1;
+            true
         } else {
-            self.send(
-                from,
-                Message::ReadIndexResponse {
-                    term: self.term,
-                    id,
-                    index: None,
-                },
-            );
+            self.reads.len() >= self.cfg.max_pending_reads
+        };
+        if refuse {
+            self.refuse_forwarded_read(from, id);
+            return;
         }
+        let deadline = self.now + self.cfg.read_timeout_duration();
+        self.leader_read(Some(from), id, deadline);
     }
 
-    fn leader_read(&mut self, requester: Option<NodeId>, id: u64) {
+    /// Tells a follower its forwarded read cannot be served here.
+    pub(crate) fn refuse_forwarded_read(&mut self, to: NodeId, id: u64) {
+        self.send(
+            to,
+            Message::ReadIndexResponse {
+                term: self.term,
+                id,
+                index: None,
+            },
+        );
+    }
+
+    fn leader_read(&mut self, requester: Option<NodeId>, id: u64, deadline: Instant) {
         // The commit index is only known to be current once an entry of this term committed.
-        if self.log.term_at(self.commit) != Some(self.term) {
-            self.reads.before_first_commit.push((requester, id));
+        if !self.has_committed_in_term() {
+            self.reads
+                .before_first_commit
+                .push((requester, id, deadline));
             return;
         }
         let index = self.commit;
         let me = self.cfg.id;
         if self.membership.is_quorum(|p| p == me) {
             // A single voter confirms itself.
-            self.read_confirmed(requester, id, index);
+            self.read_confirmed(requester, id, index, deadline);
             return;
         }
         let round = self.reads.round_sent + 1;
@@ -119,19 +167,18 @@ impl Node {
             index,
             id,
             requester,
+            deadline,
         });
         self.reads.round_wanted = true;
     }
 
     /// Called when the leader's commit index advanced.
     pub(crate) fn on_commit_in_term(&mut self) {
-        if self.reads.before_first_commit.is_empty()
-            || self.log.term_at(self.commit) != Some(self.term)
-        {
+        if self.reads.before_first_commit.is_empty() || !self.has_committed_in_term() {
             return;
         }
-        for (requester, id) in std::mem::take(&mut self.reads.before_first_commit) {
-            self.leader_read(requester, id);
+        for (requester, id, deadline) in std::mem::take(&mut self.reads.before_first_commit) {
+            self.leader_read(requester, id, deadline);
         }
     }
 
@@ -145,8 +192,8 @@ impl Node {
         }
         self.reads.round_wanted = false;
         self.reads.round_sent += 1;
-        self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval;
-        self.broadcast_heartbeat();
+        // The periodic heartbeat keeps its own schedule: it also paces the stall detector.
+        self.broadcast_heartbeat(false);
     }
 
     /// Releases reads whose round a quorum has acknowledged.
@@ -172,17 +219,23 @@ impl Node {
             .is_some_and(|r| r.round <= confirmed)
         {
             let read = self.reads.pending.pop_front().expect("checked non-empty");
-            self.read_confirmed(read.requester, read.id, read.index);
+            self.read_confirmed(read.requester, read.id, read.index, read.deadline);
         }
         if !self.reads.pending.is_empty() {
             self.reads.round_wanted = true;
         }
     }
 
-    fn read_confirmed(&mut self, requester: Option<NodeId>, id: u64, index: Index) {
+    fn read_confirmed(
+        &mut self,
+        requester: Option<NodeId>,
+        id: u64,
+        index: Index,
+        deadline: Instant,
+    ) {
         match requester {
             None => {
-                self.reads.confirmed.push((index, id));
+                self.reads.confirmed.push((index, id, deadline));
                 self.reads.release_applied(self.applied, &mut self.outputs);
             }
             Some(peer) => self.send(
@@ -197,19 +250,79 @@ impl Node {
     }
 
     pub(crate) fn handle_read_response(&mut self, from: NodeId, id: u64, index: Option<Index>) {
-        if self.leader != Some(from) || !self.reads.forwarded.remove(&id) {
+        if self.leader != Some(from) {
             self.stats.invalid += 1;
             return;
         }
+        let Some(deadline) = self.reads.forwarded.remove(&id) else {
+            self.stats.invalid += 1;
+            return;
+        };
         match index {
             Some(index) => {
-                self.reads.confirmed.push((index, id));
+                self.reads.confirmed.push((index, id, deadline));
                 self.reads.release_applied(self.applied, &mut self.outputs);
             }
             None => self.outputs.push_back(Output::ReadFailed {
                 id,
                 error: Error::ReadDropped,
             }),
+        }
+    }
+
+    /// Fails every read whose deadline has passed.
+    pub(crate) fn expire_reads(&mut self) {
+        let now = self.now;
+        if self.reads.next_deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        let mut expired_local = Vec::new();
+        let mut expired_forwarded = Vec::new();
+        self.reads.pending.retain(|r| {
+            if r.deadline > now {
+                return true;
+            }
+            match r.requester {
+                None => expired_local.push(r.id),
+                Some(peer) => expired_forwarded.push((peer, r.id)),
+            }
+            false
+        });
+        self.reads
+            .before_first_commit
+            .retain(|&(requester, id, deadline)| {
+                if deadline > now {
+                    return true;
+                }
+                match requester {
+                    None => expired_local.push(id),
+                    Some(peer) => expired_forwarded.push((peer, id)),
+                }
+                false
+            });
+        self.reads.forwarded.retain(|&id, &mut deadline| {
+            let keep = deadline > now;
+            if !keep {
+                expired_local.push(id);
+            }
+            keep
+        });
+        self.reads.confirmed.retain(|&(_, id, deadline)| {
+            let keep = deadline > now;
+            if !keep {
+                expired_local.push(id);
+            }
+            keep
+        });
+        self.stats.reads_timed_out += (expired_local.len() + expired_forwarded.len()) as u64;
+        for id in expired_local {
+            self.outputs.push_back(Output::ReadFailed {
+                id,
+                error: Error::ReadTimedOut,
+            });
+        }
+        for (peer, id) in expired_forwarded {
+            self.refuse_forwarded_read(peer, id);
         }
     }
 
@@ -220,21 +333,14 @@ impl Node {
         let all = pending
             .into_iter()
             .map(|r| (r.requester, r.id))
-            .chain(early);
+            .chain(early.into_iter().map(|(requester, id, _)| (requester, id)));
         for (requester, id) in all.collect::<Vec<_>>() {
             match requester {
                 None => self.outputs.push_back(Output::ReadFailed {
                     id,
                     error: Error::ReadDropped,
                 }),
-                Some(peer) => self.send(
-                    peer,
-                    Message::ReadIndexResponse {
-                        term: self.term,
-                        id,
-                        index: None,
-                    },
-                ),
+                Some(peer) => self.refuse_forwarded_read(peer, id),
             }
         }
         self.reads.round_wanted = false;
@@ -243,7 +349,7 @@ impl Node {
 
     /// The leader changed: reads forwarded to the old one will get no answer.
     pub(crate) fn fail_forwarded_reads(&mut self) {
-        for id in std::mem::take(&mut self.reads.forwarded) {
+        for id in std::mem::take(&mut self.reads.forwarded).into_keys() {
             self.outputs.push_back(Output::ReadFailed {
                 id,
                 error: Error::ReadDropped,

@@ -41,6 +41,13 @@ impl Node {
         }
         let next = pr.next_index;
         let prev_index = next - 1;
+        // A probe repeating one left unanswered carries one entry: the follower may well have
+        // the rest already, behind a stalled disk.
+        let max_bytes = if pr.is_reprobe() {
+            0
+        } else {
+            self.cfg.max_append_bytes
+        };
         let Some(prev_term) = self.log.term_at(prev_index) else {
             // The entries it needs were compacted: it needs a snapshot.
             pr.become_snapshot(self.log.snapshot_index(), self.now);
@@ -48,17 +55,15 @@ impl Node {
             return;
         };
         let entries = if next <= last {
-            match self.log.slice(next, last, self.cfg.max_append_bytes) {
+            match self.log.slice(next, last, max_bytes) {
                 Some(entries) => entries,
                 None => {
                     pr.awaiting_fetch = true;
                     if self.fetch_in_flight.is_none() {
-                        let range = (next, last.min(next + FETCH_BATCH - 1));
-                        self.fetch_in_flight = Some(range);
-                        self.outputs.push_back(Output::FetchEntries {
-                            first: range.0,
-                            last: range.1,
-                        });
+                        let (first, last) = (next, last.min(next + FETCH_BATCH - 1));
+                        let deadline = self.now + self.cfg.election_timeout_max;
+                        self.fetch_in_flight = Some((first, last, deadline));
+                        self.outputs.push_back(Output::FetchEntries { first, last });
                     }
                     return;
                 }
@@ -100,7 +105,7 @@ impl Node {
     /// Entries the driver read from storage for lagging followers.
     pub fn entries_fetched(&mut self, now: crate::Instant, entries: Vec<Entry>) {
         self.advance(now);
-        let Some((first, _)) = self.fetch_in_flight.take() else {
+        let Some((first, _, _)) = self.fetch_in_flight.take() else {
             return;
         };
         let consistent = entries.first().is_some_and(|e| e.index() == first)
@@ -152,13 +157,41 @@ impl Node {
         }
     }
 
-    pub(crate) fn broadcast_heartbeat(&mut self) {
+    /// Sends a heartbeat to every follower: `periodic` for the heartbeat timer's, else one
+    /// that confirms reads (only the periodic ones count rounds for the stall detector and
+    /// the probe backoff, so a stream of reads does not speed them up).
+    /// A fetch the driver did not answer within an election timeout is given up: the followers
+    /// waiting for it are probed again, which asks for the entries anew.
+    pub(crate) fn expire_fetch(&mut self) {
+        if self
+            .fetch_in_flight
+            .is_none_or(|(_, _, deadline)| deadline > self.now)
+        {
+            return;
+        }
+        self.fetch_in_flight = None;
+        self.stats.fetches_timed_out += 1;
+        let waiting: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, pr)| pr.awaiting_fetch)
+            .map(|(&id, _)| id)
+            .collect();
+        for peer in waiting {
+            if let Some(pr) = self.progress.get_mut(&peer) {
+                pr.awaiting_fetch = false;
+            }
+            self.send_append(peer, true);
+        }
+    }
+
+    pub(crate) fn broadcast_heartbeat(&mut self, periodic: bool) {
         let round = self.reads.round_sent();
         let now = self.now;
         let timeout = self.cfg.snapshot_timeout;
         let mut heartbeats = Vec::with_capacity(self.progress.len());
         for (&peer, pr) in &mut self.progress {
-            if pr.on_heartbeat_round() {
+            if periodic && pr.on_heartbeat_round() {
                 pr.become_probe();
             }
             if let ProgressState::Snapshot { since, .. } = pr.state
@@ -312,7 +345,10 @@ impl Node {
                 }
                 let advanced = pr.on_accepted(match_index);
                 match pr.state {
-                    ProgressState::Probe => pr.become_replicate(),
+                    // Only news moves a probe forward: a stale answer that matches nothing
+                    // (a node answering an old term's append with index 0) must not make the
+                    // leader stream from there.
+                    ProgressState::Probe if advanced => pr.become_replicate(),
                     ProgressState::Snapshot { index, .. } if pr.match_index >= index => {
                         pr.become_replicate()
                     }
@@ -339,6 +375,11 @@ impl Node {
                 if stale {
                     return;
                 }
+                if rejected_index > last {
+                    self.stats.invalid += 1;
+                    return;
+                }
+                pr.on_answered();
                 let mut next = match hint_term {
                     Some(term) => self
                         .log
@@ -408,9 +449,6 @@ impl Node {
         }
         self.commit = quorum_index;
         self.on_commit_in_term();
-        if self.membership_index <= self.commit && !self.membership.is_voter(me) {
-            // This leader committed its own removal: hand over by stepping down.
-            self.become_follower(self.term, None);
-        }
+        self.on_membership_committed();
     }
 }

@@ -9,16 +9,19 @@ use crate::progress::ProgressState;
 use crate::types::{Index, Instant, NodeId, Role};
 
 impl Node {
-    /// Metadata for a snapshot of the state machine as of `index`, which must be applied and
-    /// not older than the current snapshot. Store it with the snapshot's bytes.
+    /// Metadata for a snapshot of the state machine as of `index`, which must be applied, not
+    /// older than the current snapshot, and durable enough on this node: either in its
+    /// durable log, or of a term its durable hard state has reached (a leader's applied
+    /// entries always are). Storage holding such a snapshot can always be restarted from.
+    /// Store the metadata with the snapshot's bytes.
     pub fn snapshot_meta(&self, index: Index) -> Result<SnapshotMeta, Error> {
         let first = self.log.snapshot_index();
-        let out_of_range = Error::IndexOutOfRange {
-            index,
-            first,
-            last: self.applied,
-        };
-        if index < first || index > self.applied {
+        let durable = self
+            .stable_index
+            .max(self.log.last_index_with_term_at_most(self.durable_term));
+        let last = self.applied.min(durable);
+        let out_of_range = Error::IndexOutOfRange { index, first, last };
+        if index < first || index > last {
             return Err(out_of_range);
         }
         let term = self.log.term_at(index).ok_or(out_of_range)?;
@@ -116,7 +119,6 @@ impl Node {
         self.membership_log.clear();
         self.snapshot_membership = meta.membership().clone();
         self.commit = meta.index();
-        self.apply_emitted = meta.index();
         self.pending_snapshot = Some(snapshot);
         self.respond_append(
             from,

@@ -12,6 +12,9 @@ pub struct Stats {
     pub(crate) append_rejections: u64,
     pub(crate) snapshots_sent: u64,
     pub(crate) snapshots_installed: u64,
+    pub(crate) out_of_range: u64,
+    pub(crate) reads_timed_out: u64,
+    pub(crate) fetches_timed_out: u64,
 }
 
 impl Stats {
@@ -59,5 +62,23 @@ impl Stats {
     /// Snapshots received and installed as follower.
     pub fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed
+    }
+
+    /// Messages ignored because an index or term in them is beyond what any real log
+    /// reaches (above 2^63 - 1), or would overflow when added to; refused rather than
+    /// allowed to wrap.
+    pub fn out_of_range(&self) -> u64 {
+        self.out_of_range
+    }
+
+    /// Reads failed because they were not confirmed within the read timeout.
+    pub fn reads_timed_out(&self) -> u64 {
+        self.reads_timed_out
+    }
+
+    /// [`crate::Output::FetchEntries`] requests the driver did not answer in time (they are
+    /// asked again).
+    pub fn fetches_timed_out(&self) -> u64 {
+        self.fetches_timed_out
     }
 }

@@ -10,6 +10,10 @@ impl Node {
             self.stats.invalid += 1;
             return;
         }
+        if !message.in_range() {
+            self.stats.out_of_range += 1;
+            return;
+        }
         let term = message.term();
         if term > self.term {
             match &message {
@@ -58,6 +62,9 @@ impl Node {
                         },
                     );
                 }
+                // A follower that forwarded a read to an old leader learns of the newer term
+                // and fails the read at once instead of waiting for it to time out.
+                Message::ReadIndex { id, .. } => self.refuse_forwarded_read(from, id),
                 _ => {}
             }
             return;

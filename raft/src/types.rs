@@ -15,6 +15,11 @@ pub type Term = u64;
 /// A position in the replicated log. The first entry has index 1; index 0 is the empty log.
 pub type Index = u64;
 
+/// The highest index or term the core accepts from a peer or from storage: 2^63 - 1, far
+/// beyond any real log, and low enough that the core's `index + n` never overflows. A
+/// message carrying more is refused and counted in [`crate::Stats::out_of_range`].
+pub(crate) const MAX_INDEX: Index = i64::MAX as Index;
+
 /// A point in time, in nanoseconds since an epoch chosen by the driver.
 ///
 /// Only differences between instants matter to the core, so a driver typically maps

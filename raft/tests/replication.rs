@@ -403,3 +403,146 @@ fn the_core_is_deterministic() {
     }
     assert_eq!(run(), run());
 }
+
+/// A follower whose disk stalls through two elections learns of a commit covering an entry of
+/// a term it has not made durable. Applying it, then snapshotting at that index and crashing,
+/// left storage that `Node::restart` refused ("hard state term 1 is below the last entry's
+/// term 2"). A follower applies, and snapshots, only what is durable on it.
+#[test]
+fn a_follower_applies_only_what_is_durable_so_it_can_always_restart() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| {
+        config(id).pre_vote(false).check_quorum(false)
+    });
+    c.elect(1);
+    c.propose(1, "a");
+    c.stabilize();
+    c.hold_disk(3);
+    // Term 2: node 2 wins with node 1's vote; node 3 takes its no-op into memory only.
+    c.elect(2);
+    let term_2_noop = c.node(2).last_index();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    assert_eq!(c.node(1).commit_index(), term_2_noop);
+    // Term 3: node 1 wins with node 2's vote; its first append tells node 3 that the term-2
+    // no-op is committed.
+    c.elect(1);
+    assert_eq!(c.node(3).commit_index(), term_2_noop);
+    assert_eq!(
+        c.node(3).term(),
+        3,
+        "node 3 saw term 3, but its disk holds term 1"
+    );
+    let applied = c.node(3).applied_index();
+    assert!(
+        c.node(3).log_term(applied) <= Some(1),
+        "node 3 applied index {applied} of term {:?} before that term was durable",
+        c.node(3).log_term(applied)
+    );
+    // The driver snapshots whatever it may, then the node crashes: it must restart.
+    if let Ok(meta) = c.node(3).snapshot_meta(applied) {
+        let snapshot = raft::Snapshot::new(meta, bytes::Bytes::new());
+        c.storage_mut(3).save_snapshot(snapshot);
+    }
+    c.restart(3);
+    c.release_disk(3);
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    assert_eq!(c.node(3).applied_index(), c.node(1).commit_index());
+}
+
+/// A follower whose disk stalls keeps answering heartbeats. The leader used to clear its probe
+/// on every heartbeat answer and resend the whole unacknowledged suffix, up to a full append
+/// every heartbeat (38 resends in 40 heartbeats). What it resends to a follower that
+/// acknowledges nothing is bounded.
+#[test]
+fn a_leader_resends_little_to_a_follower_whose_disk_is_stalled() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.hold_disk(3);
+    let value = "v".repeat(10_000);
+    for _ in 0..20 {
+        c.propose(1, &value);
+    }
+    c.stabilize();
+    let (mut appends, mut bytes) = (0, 0);
+    for _ in 0..40 {
+        c.elapse(Duration::from_millis(50));
+        c.deliver(|from, to, m| {
+            if let Message::Append { entries, .. } = m
+                && from == 1
+                && to == 3
+                && !entries.is_empty()
+            {
+                appends += 1;
+                bytes += entries.iter().map(raft::Entry::size).sum::<usize>();
+            }
+            true
+        });
+    }
+    // 40 heartbeats (2 s): the stall detector may resend the suffix (200 KB) once, then
+    // retries back off and carry one entry each.
+    assert!(
+        appends <= 8,
+        "{appends} appends resent to a stalled follower"
+    );
+    assert!(
+        bytes <= 300_000,
+        "{bytes} bytes resent to a stalled follower"
+    );
+    c.release_disk(3);
+    c.elapse(Duration::from_millis(50));
+    c.stabilize();
+    assert_eq!(c.commands(3).len(), 20);
+}
+
+/// A node answers an append from a stale term with `Accepted { match_index: 0 }`. If that
+/// answer reaches the same leader re-elected in the answer's term, it must not move the
+/// follower to Replicate from index 1 (resending the whole log, or asking for a snapshot
+/// for a follower that is caught up).
+#[test]
+fn an_acknowledgement_that_advances_nothing_keeps_the_follower_in_probe() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &format!("p{i}"));
+    }
+    c.stabilize();
+    // Re-elect node 1 in a new term: its followers start again in Probe with nothing matched.
+    c.now += Duration::from_secs(2);
+    c.elect(2);
+    c.now += Duration::from_secs(2);
+    c.timeout(1);
+    c.deliver(|_, _, m| !matches!(m, Message::Append { .. }));
+    assert!(c.node(1).is_leader());
+    let term = c.node(1).term();
+    let last = c.node(1).last_index();
+    let now = c.now;
+    c.node_mut(1).step(
+        now,
+        2,
+        Message::AppendResponse {
+            term,
+            outcome: AppendOutcome::Accepted { match_index: 0 },
+        },
+    );
+    c.drain(1);
+    c.propose(1, "next");
+    let from_start: Vec<_> = c
+        .mailbox
+        .iter()
+        .filter(|(from, to, m)| {
+            *from == 1
+                && *to == 2
+                && matches!(m, Message::Append { prev_index, .. } if *prev_index + 1 < last)
+        })
+        .collect();
+    assert!(
+        from_start.is_empty(),
+        "the leader replicated from the start of its log: {from_start:?}"
+    );
+    assert!(c.snapshots_needed.is_empty());
+    c.stabilize();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    assert_eq!(c.commands(2).last().map(String::as_str), Some("next"));
+}

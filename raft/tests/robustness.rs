@@ -275,3 +275,97 @@ proptest! {
         }
     }
 }
+
+/// Indexes and terms at the top of the `u64` range: each of these overflowed (a panic in
+/// debug builds, a wrap in release that could leave the node stuck for good). They are
+/// refused and counted, and the node keeps working.
+#[test]
+fn indexes_and_terms_at_the_top_of_the_range_are_refused() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.propose(1, "x");
+    c.stabilize();
+    let term = c.node(1).term();
+    let now = c.now;
+
+    // An append after the last possible index.
+    let before = c.node(2).stats().out_of_range();
+    c.node_mut(2).step(
+        now,
+        1,
+        Message::Append {
+            term,
+            prev_index: u64::MAX,
+            prev_term: term,
+            entries: vec![entry(term, 0, "wraps")],
+            commit: 0,
+        },
+    );
+    assert_eq!(c.node(2).stats().out_of_range(), before + 1);
+
+    // A snapshot at the last possible index: in release the commit index became u64::MAX
+    // and the follower never accepted an entry again.
+    let membership = Membership::new([1, 2, 3]);
+    let snapshot = Snapshot::new(SnapshotMeta::new(u64::MAX, term, membership), Bytes::new());
+    c.node_mut(3)
+        .step(now, 1, Message::InstallSnapshot { term, snapshot });
+    assert!(c.node(3).stats().out_of_range() >= 1);
+    assert!(c.node(3).commit_index() < u64::MAX);
+    c.drain(2);
+    c.drain(3);
+    c.mailbox.clear();
+
+    // A rejection of the last possible index, sent to a leader probing node 2.
+    c.timeout(1);
+    c.stabilize();
+    let term = c.node(1).term();
+    let before = c.node(1).stats().out_of_range();
+    c.node_mut(1).step(
+        now,
+        2,
+        Message::AppendResponse {
+            term,
+            outcome: AppendOutcome::Rejected {
+                rejected_index: u64::MAX,
+                hint_index: u64::MAX,
+                hint_term: Some(u64::MAX),
+            },
+        },
+    );
+    assert_eq!(c.node(1).stats().out_of_range(), before + 1);
+    c.drain(1);
+
+    // Replication still works on every node.
+    c.propose(1, "y");
+    c.stabilize();
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    for id in [1, 2, 3] {
+        assert_eq!(
+            c.commands(id).last().map(String::as_str),
+            Some("y"),
+            "node {id}"
+        );
+    }
+
+    // A vote request in the last possible term, then the node's own election timeout.
+    let before = c.node(3).stats().out_of_range();
+    let now = c.now;
+    c.node_mut(3).step(
+        now,
+        2,
+        Message::VoteRequest {
+            term: u64::MAX,
+            pre_vote: false,
+            last_log_index: u64::MAX,
+            last_log_term: u64::MAX,
+            transfer: true,
+        },
+    );
+    assert_eq!(c.node(3).stats().out_of_range(), before + 1);
+    assert!(c.node(3).term() < u64::MAX);
+    c.drain(3);
+    c.mailbox.clear();
+    c.timeout(3);
+    c.stabilize();
+}

@@ -85,6 +85,10 @@ impl Cluster {
         &self.storage[&id]
     }
 
+    pub fn storage_mut(&mut self, id: NodeId) -> &mut MemStorage {
+        self.storage.get_mut(&id).unwrap()
+    }
+
     /// Replaces node `id` with one restarted from what its storage holds.
     pub fn restart(&mut self, id: NodeId) {
         self.held.remove(&id);
