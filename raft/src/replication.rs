@@ -452,3 +452,170 @@ impl Node {
         self.on_membership_committed();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `handle_append` driven directly: a follower with a known log receives appends.
+
+    use bytes::Bytes;
+
+    use crate::entry::{EntryPayload, HardState, Snapshot, SnapshotMeta};
+    use crate::message::{AppendOutcome, Message};
+    use crate::node::RestoreState;
+    use crate::{Config, Entry, Index, Instant, Membership, Node, Output, Term};
+
+    fn entry(term: Term, index: Index) -> Entry {
+        Entry::new(
+            term,
+            index,
+            EntryPayload::Command(Bytes::from(format!("{term}/{index}"))),
+        )
+    }
+
+    /// Node 2 with entries of `terms` at indexes 1.., in term `term`, with leader 1 known.
+    fn follower(term: Term, terms: &[Term], commit: Index) -> Node {
+        let entries = terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| entry(t, i as Index + 1))
+            .collect();
+        let state = RestoreState {
+            hard_state: HardState::new(term, None, commit),
+            snapshot: SnapshotMeta::new(0, 0, Membership::new([1, 2, 3])),
+            entries,
+        };
+        let mut node = Node::restart(Config::new(2), state, Instant::ZERO).unwrap();
+        drain(&mut node);
+        node
+    }
+
+    fn drain(node: &mut Node) -> Vec<Output> {
+        let mut out = Vec::new();
+        while let Some(o) = node.poll_output() {
+            if let Output::Persist(p) = &o {
+                node.persisted(Instant::ZERO, p.token());
+            }
+            out.push(o);
+        }
+        out
+    }
+
+    fn append(
+        node: &mut Node,
+        prev: (Index, Term),
+        entries: Vec<Entry>,
+        commit: Index,
+    ) -> Option<AppendOutcome> {
+        let term = node.term();
+        node.step(
+            Instant::ZERO,
+            1,
+            Message::Append {
+                term,
+                prev_index: prev.0,
+                prev_term: prev.1,
+                entries,
+                commit,
+            },
+        );
+        drain(node).into_iter().find_map(|o| match o {
+            Output::Send {
+                message: Message::AppendResponse { outcome, .. },
+                ..
+            } => Some(outcome),
+            _ => None,
+        })
+    }
+
+    fn terms(node: &Node) -> Vec<Term> {
+        (1..=node.last_index())
+            .map(|i| node.log_term(i).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_stale_or_reordered_append_never_truncates() {
+        let mut node = follower(2, &[1, 1, 2, 2, 2], 0);
+        // An older append for indexes 2..3, delivered late: everything in it matches.
+        let outcome = append(&mut node, (1, 1), vec![entry(1, 2), entry(2, 3)], 0);
+        assert_eq!(outcome, Some(AppendOutcome::Accepted { match_index: 3 }));
+        assert_eq!(
+            terms(&node),
+            vec![1, 1, 2, 2, 2],
+            "the matching suffix was kept"
+        );
+        // An empty append in the past changes nothing either.
+        append(&mut node, (2, 1), vec![], 0);
+        assert_eq!(node.last_index(), 5);
+    }
+
+    #[test]
+    fn a_conflicting_append_replaces_only_the_conflicting_suffix() {
+        let mut node = follower(3, &[1, 1, 2, 2, 2], 2);
+        let outcome = append(&mut node, (3, 2), vec![entry(3, 4)], 2);
+        assert_eq!(outcome, Some(AppendOutcome::Accepted { match_index: 4 }));
+        assert_eq!(terms(&node), vec![1, 1, 2, 3]);
+    }
+
+    #[test]
+    fn commit_never_decreases_and_never_passes_the_appends_last_entry() {
+        let mut node = follower(2, &[1, 1, 2, 2, 2], 2);
+        // The leader's commit is 10, but this append only vouches for index 3: entries 4 and
+        // 5 may be another leader's.
+        append(&mut node, (2, 1), vec![entry(2, 3)], 10);
+        assert_eq!(node.commit_index(), 3);
+        // An append from before that commit does not lower it.
+        append(&mut node, (1, 1), vec![entry(1, 2)], 1);
+        assert_eq!(node.commit_index(), 3);
+        // Nor does a heartbeat with a lower commit.
+        let term = node.term();
+        node.step(
+            Instant::ZERO,
+            1,
+            Message::Heartbeat {
+                term,
+                commit: 0,
+                read_round: 0,
+            },
+        );
+        assert_eq!(node.commit_index(), 3);
+    }
+
+    #[test]
+    fn an_append_that_would_overwrite_a_committed_entry_is_refused() {
+        let mut node = follower(3, &[1, 1, 2], 3);
+        let invalid = node.stats().invalid();
+        // The follower's committed prefix matches any legitimate leader's log: an append
+        // that starts before it is cut to what follows the commit index.
+        let outcome = append(&mut node, (1, 1), vec![entry(1, 2), entry(3, 3)], 3);
+        assert_eq!(outcome, Some(AppendOutcome::Accepted { match_index: 3 }));
+        assert_eq!(terms(&node), vec![1, 1, 2]);
+        assert_eq!(node.stats().invalid(), invalid);
+    }
+
+    #[test]
+    fn an_install_snapshot_at_or_below_commit_is_ignored() {
+        let mut node = follower(2, &[1, 1, 2, 2], 3);
+        for index in [2, 3] {
+            let meta = SnapshotMeta::new(index, 1, Membership::new([1, 2, 3]));
+            let term = node.term();
+            node.step(
+                Instant::ZERO,
+                1,
+                Message::InstallSnapshot {
+                    term,
+                    snapshot: Snapshot::new(meta, Bytes::new()),
+                },
+            );
+            let out = drain(&mut node);
+            assert!(
+                out.iter()
+                    .all(|o| !matches!(o, Output::Persist(_) | Output::ApplySnapshot(_))),
+                "{out:?}"
+            );
+            assert_eq!(node.snapshot_index(), 0);
+            assert_eq!(terms(&node), vec![1, 1, 2, 2]);
+            assert_eq!(node.commit_index(), 3);
+        }
+    }
+}

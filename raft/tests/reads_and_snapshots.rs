@@ -201,3 +201,132 @@ fn a_snapshot_survives_restart() {
     assert_eq!(restored.applied_index(), snap.meta().index());
     assert_eq!(restored.membership(), snap.meta().membership());
 }
+
+#[test]
+fn a_fetch_the_driver_never_answers_is_asked_again() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).max_cached_entries(2));
+    c.elect(1);
+    c.hold_messages_of(3);
+    for i in 0..20 {
+        c.propose(1, &format!("p{i}"));
+    }
+    c.stabilize();
+    c.heal();
+    c.ignore_fetches.insert(1);
+    for _ in 0..5 {
+        c.elapse(Duration::from_millis(60));
+        c.stabilize();
+    }
+    let asked = c.fetches.len();
+    assert!(asked >= 1, "node 3 is behind the cache: a fetch is needed");
+    assert_eq!(c.node(1).stats().fetches_timed_out(), 0);
+    // Past the election timeout the unanswered fetch is given up and asked again.
+    c.elapse(Duration::from_millis(1000));
+    c.stabilize();
+    assert_eq!(c.node(1).stats().fetches_timed_out(), 1);
+    assert!(c.fetches.len() > asked, "the fetch was not asked again");
+    c.ignore_fetches.clear();
+    c.elapse(Duration::from_millis(1000));
+    for _ in 0..5 {
+        c.elapse(Duration::from_millis(60));
+        c.stabilize();
+    }
+    assert_eq!(c.commands(3).len(), 20);
+}
+
+#[test]
+fn a_forwarded_read_whose_answer_is_lost_times_out() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    let now = c.now;
+    c.node_mut(2).read_index(now, 7).unwrap();
+    c.drain(2);
+    // The request (or the answer) is lost.
+    c.mailbox.clear();
+    for _ in 0..10 {
+        c.elapse(Duration::from_millis(100));
+        c.stabilize();
+    }
+    assert!(
+        c.reads_failed.get(&2).is_none(),
+        "failed before its timeout"
+    );
+    for _ in 0..15 {
+        c.elapse(Duration::from_millis(100));
+        c.stabilize();
+    }
+    assert_eq!(c.reads_failed.get(&2), Some(&vec![7]));
+    assert_eq!(c.node(2).stats().reads_timed_out(), 1);
+}
+
+#[test]
+fn a_leader_read_without_a_quorum_times_out_even_without_check_quorum() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).check_quorum(false));
+    c.elect(1);
+    c.propose(1, "x");
+    c.stabilize();
+    c.hold_messages_of(1);
+    let now = c.now;
+    c.node_mut(1).read_index(now, 5).unwrap();
+    c.drain(1);
+    for _ in 0..25 {
+        c.elapse(Duration::from_millis(100));
+    }
+    assert!(c.node(1).is_leader());
+    assert_eq!(c.reads_failed.get(&1), Some(&vec![5]));
+    assert!(c.reads_ready.get(&1).is_none());
+}
+
+#[test]
+fn a_read_forwarded_to_a_deposed_leader_fails_at_once() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).check_quorum(false));
+    c.elect(1);
+    // Node 2 leads term 2 unbeknownst to node 3, which forwards its read to node 1.
+    c.hold_messages_of(3);
+    c.now += Duration::from_secs(2);
+    c.elect(2);
+    c.heal();
+    let now = c.now;
+    c.node_mut(3).read_index(now, 9).unwrap();
+    c.drain(3);
+    assert!(
+        c.mailbox
+            .iter()
+            .any(|(from, to, m)| (*from, *to) == (3, 1) && matches!(m, Message::ReadIndex { .. }))
+    );
+    c.deliver(|from, to, _| (from, to) == (3, 1) || (from, to) == (1, 3));
+    assert_eq!(c.reads_failed.get(&3), Some(&vec![9]));
+    assert_eq!(c.node(3).term(), c.node(2).term());
+}
+
+#[test]
+fn reads_beyond_the_cap_are_refused() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).max_pending_reads(2));
+    c.elect(1);
+    c.propose(1, "x");
+    c.stabilize();
+    let now = c.now;
+    let leader = c.node_mut(1);
+    leader.read_index(now, 1).unwrap();
+    leader.read_index(now, 2).unwrap();
+    assert_eq!(
+        leader.read_index(now, 3),
+        Err(raft::Error::TooManyReads { limit: 2 })
+    );
+    // A read forwarded meanwhile is answered with a refusal, not queued.
+    c.drain(1);
+    c.mailbox.clear();
+    c.node_mut(2).read_index(now, 4).unwrap();
+    c.drain(2);
+    c.deliver(|from, to, m| {
+        (from, to) == (2, 1) && matches!(m, Message::ReadIndex { .. })
+            || (from, to) == (1, 2) && matches!(m, Message::ReadIndexResponse { .. })
+    });
+    assert_eq!(c.reads_failed.get(&2), Some(&vec![4]));
+    // Once the queued ones are served, reads are accepted again.
+    c.elapse(Duration::from_millis(60));
+    c.stabilize();
+    assert_eq!(c.reads_ready.get(&1).map(Vec::len), Some(2));
+    let now = c.now;
+    c.node_mut(1).read_index(now, 5).unwrap();
+}

@@ -156,18 +156,34 @@ fn duplicated_and_reordered_messages_change_nothing() {
     }
 }
 
-fn arb_entry() -> impl Strategy<Value = raft::Entry> {
-    (
-        0u64..6,
+/// Small terms and indexes, as a real cluster has.
+fn small(max: u64) -> BoxedStrategy<u64> {
+    (0..max).boxed()
+}
+
+/// Any `u64`, with the edges (0, the top of the range, the core's 2^63 - 1 limit and their
+/// neighbours) drawn often.
+fn wide() -> BoxedStrategy<u64> {
+    const LIMIT: u64 = i64::MAX as u64;
+    prop_oneof![
         0u64..12,
-        proptest::collection::vec(any::<u8>(), 0..8),
-    )
+        any::<u64>(),
+        (0u64..4).prop_map(|k| u64::MAX - k),
+        (0u64..4).prop_map(|k| LIMIT - 1 + k),
+    ]
+    .boxed()
+}
+
+fn arb_entry(t: BoxedStrategy<u64>, i: BoxedStrategy<u64>) -> impl Strategy<Value = raft::Entry> {
+    (t, i, proptest::collection::vec(any::<u8>(), 0..8))
         .prop_map(|(t, i, d)| raft::Entry::new(t, i, raft::EntryPayload::Command(Bytes::from(d))))
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
-    let t = 0u64..6;
-    let i = 0u64..12;
+    message_with(small(6), small(12))
+}
+
+fn message_with(t: BoxedStrategy<u64>, i: BoxedStrategy<u64>) -> impl Strategy<Value = Message> {
     prop_oneof![
         (
             t.clone(),
@@ -196,7 +212,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
             t.clone(),
             i.clone(),
             t.clone(),
-            proptest::collection::vec(arb_entry(), 0..4),
+            proptest::collection::vec(arb_entry(t.clone(), i.clone()), 0..4),
             i.clone()
         )
             .prop_map(
@@ -227,12 +243,14 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     }
                 },
             }),
-        (t.clone(), i.clone(), 0u64..4).prop_map(|(term, commit, read_round)| Message::Heartbeat {
-            term,
-            commit,
-            read_round
+        (t.clone(), i.clone(), i.clone()).prop_map(|(term, commit, read_round)| {
+            Message::Heartbeat {
+                term,
+                commit,
+                read_round,
+            }
         }),
-        (t.clone(), 0u64..4)
+        (t.clone(), i.clone())
             .prop_map(|(term, read_round)| Message::HeartbeatResponse { term, read_round }),
         (t.clone(), i.clone(), t.clone()).prop_map(|(term, index, st)| Message::InstallSnapshot {
             term,
@@ -241,8 +259,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 Bytes::new()
             ),
         }),
-        (t.clone(), 0u64..4).prop_map(|(term, id)| Message::ReadIndex { term, id }),
-        (t.clone(), 0u64..4, proptest::option::of(i.clone()))
+        (t.clone(), i.clone()).prop_map(|(term, id)| Message::ReadIndex { term, id }),
+        (t.clone(), i.clone(), proptest::option::of(i.clone()))
             .prop_map(|(term, id, index)| Message::ReadIndexResponse { term, id, index }),
         t.prop_map(|term| Message::TimeoutNow { term }),
     ]
@@ -270,6 +288,35 @@ proptest! {
         c.stabilize();
         for id in 1..=3 {
             let node = c.node(id);
+            prop_assert!(node.commit_index() <= node.last_index());
+            prop_assert!(node.applied_index() <= node.commit_index());
+        }
+    }
+
+    /// The same over the whole `u64` range of every index and term field of every message
+    /// type, with its edges drawn often: no overflow panics (tests build the core with
+    /// overflow checks), terms and commit indexes never go backwards, and a node that took
+    /// any of it still replicates once the garbage stops.
+    #[test]
+    fn full_range_values_in_every_message_never_panic(
+        garbage in proptest::collection::vec((1u64..6, 1u64..4, message_with(wide(), wide())), 1..30)
+    ) {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        c.elect(1);
+        c.propose(1, "x");
+        for (from, to, message) in garbage {
+            let (term, commit) = (c.node(to).term(), c.node(to).commit_index());
+            let now = c.now;
+            c.node_mut(to).step(now, from, message);
+            c.drain(to);
+            prop_assert!(c.node(to).term() >= term);
+            prop_assert!(c.node(to).commit_index() >= commit);
+            c.elapse(Duration::from_millis(7));
+        }
+        c.stabilize();
+        for id in 1..=3 {
+            let node = c.node(id);
+            prop_assert!(node.term() < u64::MAX);
             prop_assert!(node.commit_index() <= node.last_index());
             prop_assert!(node.applied_index() <= node.commit_index());
         }
@@ -368,4 +415,96 @@ fn indexes_and_terms_at_the_top_of_the_range_are_refused() {
     c.mailbox.clear();
     c.timeout(3);
     c.stabilize();
+}
+
+/// Storage no correct run could have produced is refused with an error naming the problem;
+/// nothing panics.
+#[test]
+fn restarting_from_inconsistent_storage_is_an_error() {
+    use raft::{Config, Error, HardState, Instant, Node, RestoreState};
+    let voters = || SnapshotMeta::new(0, 0, Membership::new([1, 2, 3]));
+    let log = |range: std::ops::RangeInclusive<u64>| -> Vec<raft::Entry> {
+        range.map(|i| entry(1, i, "e")).collect()
+    };
+    let cases = [
+        (
+            "commit past the last index",
+            RestoreState {
+                hard_state: HardState::new(1, None, 9),
+                snapshot: voters(),
+                entries: log(1..=3),
+            },
+            "commit index 9 is past the last index 3",
+        ),
+        (
+            "a snapshot past the log",
+            RestoreState {
+                hard_state: HardState::new(1, None, 0),
+                snapshot: SnapshotMeta::new(5, 1, Membership::new([1, 2, 3])),
+                entries: log(1..=3),
+            },
+            "not contiguous after the snapshot at 5",
+        ),
+        (
+            "a gap in the log",
+            RestoreState {
+                hard_state: HardState::new(1, None, 0),
+                snapshot: voters(),
+                entries: [log(1..=2), log(4..=4)].concat(),
+            },
+            "expected index 3, found 4",
+        ),
+        (
+            "a vote for node 0",
+            RestoreState {
+                hard_state: HardState::new(1, Some(0), 0),
+                snapshot: voters(),
+                entries: log(1..=1),
+            },
+            "vote for node 0",
+        ),
+        (
+            "a hard state behind the log",
+            RestoreState {
+                hard_state: HardState::new(0, None, 0),
+                snapshot: voters(),
+                entries: log(1..=1),
+            },
+            "hard state term 0 is below the last entry's term 1",
+        ),
+        (
+            "a snapshot of term 0",
+            RestoreState {
+                hard_state: HardState::new(1, None, 0),
+                snapshot: SnapshotMeta::new(4, 0, Membership::new([1, 2, 3])),
+                entries: Vec::new(),
+            },
+            "snapshot at index 4 has term 0",
+        ),
+        (
+            "an index at the top of the range",
+            RestoreState {
+                hard_state: HardState::new(1, None, 0),
+                snapshot: SnapshotMeta::new(u64::MAX, 1, Membership::new([1, 2, 3])),
+                entries: Vec::new(),
+            },
+            "out of range",
+        ),
+    ];
+    for (what, state, expected) in cases {
+        match Node::restart(Config::new(1), state, Instant::ZERO) {
+            Err(Error::InvalidConfig(why)) => {
+                assert!(why.contains(expected), "{what}: {why}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // A vote for a node outside the configuration is a state a correct run can reach (a
+    // candidate of a configuration this node has not seen yet): it restarts.
+    let state = RestoreState {
+        hard_state: HardState::new(1, Some(7), 0),
+        snapshot: voters(),
+        entries: log(1..=1),
+    };
+    assert!(Node::restart(Config::new(1), state, Instant::ZERO).is_ok());
 }

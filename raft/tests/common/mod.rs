@@ -27,6 +27,8 @@ pub struct Cluster {
     pub mailbox: VecDeque<(NodeId, NodeId, Message)>,
     pub snapshots_needed: Vec<(NodeId, NodeId)>,
     pub fetches: Vec<(NodeId, Index, Index)>,
+    /// Nodes whose [`Output::FetchEntries`] go unanswered (recorded in `fetches` only).
+    pub ignore_fetches: BTreeSet<NodeId>,
 }
 
 pub fn config(id: NodeId) -> Config {
@@ -70,6 +72,7 @@ impl Cluster {
             mailbox: VecDeque::new(),
             snapshots_needed: Vec::new(),
             fetches: Vec::new(),
+            ignore_fetches: BTreeSet::new(),
         }
     }
 
@@ -177,6 +180,9 @@ impl Cluster {
                 }
                 Output::FetchEntries { first, last } => {
                     self.fetches.push((id, first, last));
+                    if self.ignore_fetches.contains(&id) {
+                        continue;
+                    }
                     let entries = self.storage[&id].entries(first, last);
                     self.node_mut(id).entries_fetched(now, entries);
                 }
