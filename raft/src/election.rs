@@ -72,7 +72,7 @@ impl Node {
 
     pub(crate) fn start_election(&mut self, transfer: bool) {
         self.reset_election_timer();
-        if !self.membership.is_voter(self.cfg.id) {
+        if !self.can_campaign() {
             return;
         }
         if self.cfg.pre_vote && !transfer {
@@ -87,6 +87,18 @@ impl Node {
             self.become_candidate(transfer);
         }
         self.tally_votes();
+    }
+
+    /// Whether this node may start an election: it is a voter of its latest configuration,
+    /// or of the one before while the latest, which removes it, is not known committed. Until
+    /// then the cluster may still need it (Raft dissertation §4.2.2): a leader that appended
+    /// its own removal and crashed may hold the only log the others would vote for. Its own
+    /// vote counts only where it is a voter.
+    pub(crate) fn can_campaign(&self) -> bool {
+        let me = self.cfg.id;
+        self.membership.is_voter(me)
+            || (self.membership_index > self.commit
+                && self.membership_at(self.membership_index - 1).is_voter(me))
     }
 
     fn become_candidate(&mut self, transfer: bool) {

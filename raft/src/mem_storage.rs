@@ -107,6 +107,22 @@ impl MemStorage {
             .map_or(self.snapshot.meta().index(), Entry::index)
     }
 
+    /// The latest configuration stored with its index, and the one in force before it (the
+    /// last two membership entries of the log, falling back on the snapshot's).
+    pub(crate) fn latest_memberships(&self) -> ((Index, &crate::Membership), &crate::Membership) {
+        let snapshot = (
+            self.snapshot.meta().index(),
+            self.snapshot.meta().membership(),
+        );
+        let mut found = self.entries.iter().rev().filter_map(|e| match e.payload() {
+            crate::EntryPayload::Membership(m) => Some((e.index(), &**m)),
+            _ => None,
+        });
+        let latest = found.next().unwrap_or(snapshot);
+        let previous = found.next().unwrap_or(snapshot);
+        (latest, previous.1)
+    }
+
     /// Everything [`crate::Node::restart`] needs.
     pub fn restore_state(&self) -> RestoreState {
         RestoreState {

@@ -133,12 +133,17 @@ impl Node {
                 self.send_append(peer, true);
                 continue;
             };
+            let max_bytes = if pr.is_reprobe() {
+                0
+            } else {
+                self.cfg.max_append_bytes
+            };
             let mut bytes = 0;
             let batch: Vec<Entry> = entries[(next - first) as usize..]
                 .iter()
                 .take_while(|e| {
                     bytes += e.size();
-                    bytes <= self.cfg.max_append_bytes
+                    bytes <= max_bytes
                 })
                 .cloned()
                 .collect();
@@ -345,10 +350,12 @@ impl Node {
                 }
                 let advanced = pr.on_accepted(match_index);
                 match pr.state {
-                    // Only news moves a probe forward: a stale answer that matches nothing
-                    // (a node answering an old term's append with index 0) must not make the
-                    // leader stream from there.
-                    ProgressState::Probe if advanced => pr.become_replicate(),
+                    // A probe ends once the follower's log is known to match somewhere: from
+                    // there on the leader streams after its match index. An answer that
+                    // matches nothing (a node telling an old term's leader about its newer
+                    // term answers with index 0) must not make a new leader, which knows no
+                    // match yet, stream from the start of its log.
+                    ProgressState::Probe if pr.match_index > 0 => pr.become_replicate(),
                     ProgressState::Snapshot { index, .. } if pr.match_index >= index => {
                         pr.become_replicate()
                     }

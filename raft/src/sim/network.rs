@@ -1,5 +1,5 @@
-//! The simulated network: per-message delay (hence reordering), loss, duplication and
-//! partitions, all drawn from the simulation's seeded generator.
+//! The simulated network: per-message delay (hence reordering), loss, duplication, and links
+//! cut in one or both directions, all drawn from the simulation's seeded generator.
 
 use core::time::Duration;
 use std::collections::BTreeSet;
@@ -45,35 +45,52 @@ impl NetworkFaults {
 #[derive(Debug)]
 pub(crate) struct Network {
     pub(crate) faults: NetworkFaults,
-    /// Each node's partition group; nodes talk only within a group.
-    groups: Vec<u32>,
+    /// Cut links, `(from, to)`: messages from `from` to `to` are lost.
+    blocked: BTreeSet<(NodeId, NodeId)>,
 }
 
 impl Network {
-    pub(crate) fn new(nodes: usize, faults: NetworkFaults) -> Self {
+    pub(crate) fn new(faults: NetworkFaults) -> Self {
         Self {
             faults,
-            groups: vec![0; nodes],
+            blocked: BTreeSet::new(),
         }
     }
 
-    pub(crate) fn connected(&self, a: NodeId, b: NodeId) -> bool {
-        self.groups[a as usize - 1] == self.groups[b as usize - 1]
+    /// Whether a message from `from` reaches `to`.
+    pub(crate) fn connected(&self, from: NodeId, to: NodeId) -> bool {
+        !self.blocked.contains(&(from, to))
     }
 
-    /// Splits the nodes: those in `side` can only talk among themselves, the rest likewise.
-    pub(crate) fn partition(&mut self, side: &BTreeSet<NodeId>) {
-        for (i, group) in self.groups.iter_mut().enumerate() {
-            *group = u32::from(side.contains(&(i as NodeId + 1)));
+    /// Splits `nodes`: those in `side` can only talk among themselves, the rest likewise.
+    pub(crate) fn partition(&mut self, nodes: &[NodeId], side: &BTreeSet<NodeId>) {
+        self.one_way(nodes, side);
+        let rest: BTreeSet<NodeId> = nodes
+            .iter()
+            .copied()
+            .filter(|n| !side.contains(n))
+            .collect();
+        self.one_way(nodes, &rest);
+    }
+
+    /// Cuts every link from `side` to the other nodes; the other direction still works (the
+    /// rest hear nothing from `side`, while `side` hears them).
+    pub(crate) fn one_way(&mut self, nodes: &[NodeId], side: &BTreeSet<NodeId>) {
+        for &from in side {
+            for &to in nodes {
+                if !side.contains(&to) {
+                    self.blocked.insert((from, to));
+                }
+            }
         }
     }
 
     pub(crate) fn heal(&mut self) {
-        self.groups.iter_mut().for_each(|g| *g = 0);
+        self.blocked.clear();
     }
 
     pub(crate) fn is_partitioned(&self) -> bool {
-        self.groups.iter().any(|&g| g != self.groups[0])
+        !self.blocked.is_empty()
     }
 
     /// The delivery delays for one message: empty if lost, two if duplicated.
@@ -93,5 +110,23 @@ impl Network {
         (0..copies)
             .map(|_| Duration::from_nanos(rng.range(lo, hi + 1)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_way_partitions_cut_a_single_direction() {
+        let mut net = Network::new(NetworkFaults::reliable());
+        let nodes = [1, 2, 3];
+        net.one_way(&nodes, &BTreeSet::from([1]));
+        assert!(!net.connected(1, 2) && !net.connected(1, 3));
+        assert!(net.connected(2, 1) && net.connected(3, 1) && net.connected(2, 3));
+        net.heal();
+        net.partition(&nodes, &BTreeSet::from([1]));
+        assert!(!net.connected(1, 2) && !net.connected(2, 1) && net.connected(2, 3));
+        assert!(net.is_partitioned());
     }
 }
