@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use transport::{Event as PeerEvent, Events, Transport};
 
 use crate::command;
+use crate::faults::PANIC_ENV;
 use crate::state_machine::{KvStore, WriteResult};
 
 /// Why a client request failed.
@@ -124,6 +125,9 @@ pub struct LoopConfig {
     pub snapshot_entries: u64,
     /// Snapshot after this much time with new entries applied.
     pub snapshot_interval: Option<Duration>,
+    /// Test-only ([`crate::faults`]): panic at this applied entry, counted from 1 since
+    /// start-up.
+    pub panic_at_apply: Option<u64>,
 }
 
 /// Inputs the loop selects over.
@@ -167,6 +171,8 @@ pub struct NodeLoop {
     snapshot_at: std::time::Instant,
     snapshot_in_flight: bool,
     failed: Option<String>,
+    /// Entries applied since start-up (for the panic failpoint).
+    applied_entries: u64,
 }
 
 impl NodeLoop {
@@ -200,6 +206,7 @@ impl NodeLoop {
             snapshot_at: std::time::Instant::now(),
             snapshot_in_flight: false,
             failed: None,
+            applied_entries: 0,
         }
     }
 
@@ -463,6 +470,13 @@ impl NodeLoop {
         };
         for entry in entries {
             let index = entry.index();
+            self.applied_entries += 1;
+            if self.config.panic_at_apply == Some(self.applied_entries) {
+                panic!(
+                    "test-only failpoint {PANIC_ENV}={}: panicking while applying entry {index}",
+                    self.applied_entries
+                );
+            }
             if let EntryPayload::Command(bytes) = entry.payload() {
                 self.applied_bytes += bytes.len() as u64;
             }

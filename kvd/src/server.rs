@@ -217,7 +217,11 @@ pub async fn serve(
     let loop_config = LoopConfig {
         snapshot_entries: config.snapshot_entries,
         snapshot_interval: config.snapshot_interval,
+        panic_at_apply: faults.panic_at_apply(),
     };
+    if let Some(n) = faults.panic_at_apply() {
+        warn!("test-only failpoint armed: the node loop will panic at applied entry {n}");
+    }
     let node_loop = NodeLoop::new(node, kv, persister, transport.clone(), loop_config, view_tx);
     let (loop_stop_tx, loop_stop_rx) = watch::channel(false);
     let inputs = LoopInputs {
