@@ -1,5 +1,6 @@
-//! A node that hits a bug stops: a panic ends the `kvd` process with a non-zero status and one
-//! line saying why, instead of leaving a process that still answers on its ports.
+//! A node that hits a bug stops: a panic, or a committed entry it cannot decode, ends the
+//! `kvd` process with a non-zero status and one line saying why, instead of leaving a process
+//! that still answers on its ports.
 
 mod support;
 
@@ -8,6 +9,8 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use raft::{Entry, EntryPayload};
 use support::seed::PutRequest;
 use support::seed::kv_client::KvClient;
 use tokio::process::{Child, Command};
@@ -166,4 +169,43 @@ async fn a_panic_in_the_node_loop_stops_the_process() {
         first_failure.is_some_and(|at| answered[at..].iter().all(|ok| !ok)),
         "writes must fail from the panic on: {answered:?}\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_committed_entry_stops_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let addrs = Addresses::new();
+    let mut node = SingleNode::start(&addrs, &data, &dir.path().join("first.log"), &[]);
+    node.wait_until_it_serves().await;
+    let pid = node.child.id().expect("running").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = node.exit_status("SIGTERM").await;
+    assert!(status.success(), "{status}\n{}", node.stderr());
+
+    // Append what a newer version could have proposed: a write whose operation (variant 7)
+    // this version does not know. It commits once the restarted node leads again.
+    let bad_index = {
+        let (mut storage, _) = storage::Storage::open(&data, storage::Options::new()).unwrap();
+        let index = storage.last_index() + 1;
+        let term = storage.hard_state().term();
+        let command = Bytes::from_static(b"\x00\x00\x07\x01k");
+        let entry = Entry::new(term, index, EntryPayload::Command(command));
+        storage.persist_parts(None, &[entry], None).unwrap();
+        storage.sync().unwrap();
+        index
+    };
+
+    let mut node = SingleNode::start(&addrs, &data, &dir.path().join("second.log"), &[]);
+    let status = node.exit_status("a committed entry it cannot decode").await;
+    let stderr = node.stderr();
+    assert!(!status.success(), "{status}\n{stderr}");
+    let wanted = format!("committed entry {bad_index} cannot be decoded");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(&wanted)).collect();
+    assert_eq!(lines.len(), 1, "one line naming the entry:\n{stderr}");
+    assert!(lines[0].starts_with("kvd: "), "{}", lines[0]);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
