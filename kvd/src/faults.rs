@@ -1,5 +1,5 @@
-//! Test-only fault injection: network partitions and delays read from a rules file, and a
-//! failpoint that tears a WAL write and aborts.
+//! Test-only fault injection: network partitions and delays read from a rules file, a
+//! failpoint that tears a WAL write and aborts, and one that panics in the node loop.
 //!
 //! **Not for production.** Both are switched on by environment variables that the chaos suite
 //! (the `tests` crate) sets; they are deliberately not flags and do not show in `--help`.
@@ -33,8 +33,21 @@
 //! to the OS and aborts the process before any fsync or acknowledgement (see
 //! [`storage::Options::torn_write_at`]). The next start must cut the torn tail off and
 //! recover; the cluster must not lose an acknowledged write.
+//!
+//! # `KVD_FAILPOINT_PANIC=N`: a bug that panics
+//!
+//! The node loop panics when it applies its N-th entry after start-up (entries re-applied from
+//! the log after a restart count too). A negative control for kvd's fail-stop panic handling
+//! and for the chaos suite, which must report the crash instead of restarting the node
+//! quietly: the process must exit non-zero with the panic message on stderr, never keep
+//! serving without its node loop.
+//!
+//! Each numeric variable must be a whole number of at least 1; anything else (including text
+//! that is not UTF-8) stops kvd at start-up with an error naming the variable. An empty value
+//! counts as unset.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +62,8 @@ use crate::config::Peer;
 pub const FAULTS_FILE_ENV: &str = "KVD_FAULTS_FILE";
 /// Environment variable arming the torn-write failpoint.
 pub const TORN_WRITE_ENV: &str = "KVD_FAILPOINT_TORN_WRITE";
+/// Environment variable arming the panic failpoint.
+pub const PANIC_ENV: &str = "KVD_FAILPOINT_PANIC";
 /// How often the rules file is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
@@ -57,6 +72,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 pub struct TestFaults {
     rules_file: Option<PathBuf>,
     torn_write_at: Option<u64>,
+    panic_at_apply: Option<u64>,
 }
 
 impl TestFaults {
@@ -65,27 +81,24 @@ impl TestFaults {
         Self::default()
     }
 
-    /// Reads [`FAULTS_FILE_ENV`] and [`TORN_WRITE_ENV`]; fails on a failpoint that is not a
-    /// positive number.
+    /// Reads [`FAULTS_FILE_ENV`], [`TORN_WRITE_ENV`] and [`PANIC_ENV`] from the process
+    /// environment; see [`TestFaults::from_lookup`].
     pub fn from_env() -> Result<Self, String> {
-        let rules_file = std::env::var_os(FAULTS_FILE_ENV)
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Reads the variables through `lookup` (the environment, or a table in tests); fails,
+    /// naming the variable, on a failpoint that is not a whole number of at least 1.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, String> {
+        let rules_file = lookup(FAULTS_FILE_ENV)
             .filter(|path| !path.is_empty())
             .map(PathBuf::from);
-        let torn_write_at = match std::env::var(TORN_WRITE_ENV) {
-            Ok(text) if !text.trim().is_empty() => match text.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    return Err(format!(
-                        "{TORN_WRITE_ENV}={text:?}: expected the number (1 or more) of the WAL \
-                         write to tear"
-                    ));
-                }
-            },
-            _ => None,
-        };
+        let torn_write_at = failpoint(&lookup, TORN_WRITE_ENV, "the WAL write to tear")?;
+        let panic_at_apply = failpoint(&lookup, PANIC_ENV, "the applied entry to panic at")?;
         Ok(Self {
             rules_file,
             torn_write_at,
+            panic_at_apply,
         })
     }
 
@@ -101,6 +114,12 @@ impl TestFaults {
         self
     }
 
+    /// Panics in the node loop at the `n`-th applied entry.
+    pub fn with_panic_at_apply(mut self, n: u64) -> Self {
+        self.panic_at_apply = Some(n).filter(|&n| n > 0);
+        self
+    }
+
     /// The rules file, if fault rules are enabled.
     pub fn rules_file(&self) -> Option<&Path> {
         self.rules_file.as_deref()
@@ -109,6 +128,38 @@ impl TestFaults {
     /// The persist the failpoint tears, if armed.
     pub fn torn_write_at(&self) -> Option<u64> {
         self.torn_write_at
+    }
+
+    /// The applied entry (counted from 1 since start-up) the node loop panics at, if armed.
+    pub fn panic_at_apply(&self) -> Option<u64> {
+        self.panic_at_apply
+    }
+}
+
+/// Reads failpoint variable `name`: unset or empty is `None`, a whole number of at least 1 is
+/// `Some`, anything else an error naming `name` and what its number means (`meaning`).
+fn failpoint(
+    lookup: &impl Fn(&str) -> Option<OsString>,
+    name: &str,
+    meaning: &str,
+) -> Result<Option<u64>, String> {
+    let Some(value) = lookup(name) else {
+        return Ok(None);
+    };
+    let Some(text) = value.to_str() else {
+        return Err(format!(
+            "{name}={value:?}: not UTF-8; expected the number (1 or more) of {meaning}"
+        ));
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(format!(
+            "{name}={text:?}: expected the number (1 or more) of {meaning}"
+        )),
     }
 }
 
@@ -430,5 +481,78 @@ mod tests {
             TestFaults::none().with_torn_write_at(7).torn_write_at(),
             Some(7)
         );
+        assert_eq!(
+            TestFaults::none().with_panic_at_apply(0).panic_at_apply(),
+            None
+        );
+        assert_eq!(
+            TestFaults::none().with_panic_at_apply(5).panic_at_apply(),
+            Some(5)
+        );
+    }
+
+    /// The faults read from a table of variables instead of the process environment.
+    fn from_table(table: &[(&str, OsString)]) -> Result<TestFaults, String> {
+        TestFaults::from_lookup(|name| {
+            table
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        })
+    }
+
+    #[test]
+    fn no_variables_means_no_faults() {
+        assert_eq!(from_table(&[]), Ok(TestFaults::none()));
+        let blank = [
+            (FAULTS_FILE_ENV, OsString::new()),
+            (TORN_WRITE_ENV, " ".into()),
+            (PANIC_ENV, OsString::new()),
+        ];
+        assert_eq!(from_table(&blank), Ok(TestFaults::none()));
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let table = [
+            (FAULTS_FILE_ENV, "/tmp/rules".into()),
+            (TORN_WRITE_ENV, "12".into()),
+            (PANIC_ENV, " 5 ".into()),
+        ];
+        let expected = TestFaults::none()
+            .with_rules_file("/tmp/rules")
+            .with_torn_write_at(12)
+            .with_panic_at_apply(5);
+        assert_eq!(from_table(&table), Ok(expected));
+    }
+
+    #[test]
+    fn a_malformed_failpoint_is_an_error_naming_its_variable() {
+        let mut malformed: Vec<OsString> = ["0", "-3", "ten", "1.5", "18446744073709551616"]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            malformed.push(OsString::from_vec(vec![b'1', 0xff]));
+        }
+        for name in [TORN_WRITE_ENV, PANIC_ENV] {
+            for bad in &malformed {
+                let error = from_table(&[(name, bad.clone())]).unwrap_err();
+                assert!(
+                    error.starts_with(&format!("{name}=")),
+                    "{name}={bad:?}: {error}"
+                );
+                // The other variable well-formed does not hide the error.
+                let other = if name == PANIC_ENV {
+                    TORN_WRITE_ENV
+                } else {
+                    PANIC_ENV
+                };
+                let error = from_table(&[(other, "3".into()), (name, bad.clone())]).unwrap_err();
+                assert!(error.contains(name), "{name}={bad:?}: {error}");
+            }
+        }
     }
 }

@@ -53,6 +53,8 @@ enum Certs {
 }
 
 fn main() -> ExitCode {
+    // First, so that a panic on any thread from here on stops the process (see the module).
+    kvd::fail_stop::install();
     let cli = Cli::parse_from(normalize_args(std::env::args()));
     let filter = tracing_subscriber::EnvFilter::try_from_env("KVD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

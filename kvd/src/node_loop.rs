@@ -7,6 +7,9 @@
 //! draining, so proposals batch into one write and one append per follower. Storage runs on
 //! its own thread ([`storage::Persister`]), so the leader replicates while its write is in
 //! flight; the core's persist-before-speak rule keeps that safe.
+//!
+//! A committed entry the state machine cannot apply ends the loop with an error
+//! ([`ApplyError`]): the node stops rather than skip it and diverge from its peers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -18,8 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 use transport::{Event as PeerEvent, Events, Transport};
 
-use crate::command;
-use crate::state_machine::{KvStore, WriteResult};
+use crate::faults::PANIC_ENV;
+use crate::state_machine::{ApplyError, KvStore, WriteResult};
 
 /// Why a client request failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -124,6 +127,9 @@ pub struct LoopConfig {
     pub snapshot_entries: u64,
     /// Snapshot after this much time with new entries applied.
     pub snapshot_interval: Option<Duration>,
+    /// Test-only ([`crate::faults`]): panic at this applied entry, counted from 1 since
+    /// start-up.
+    pub panic_at_apply: Option<u64>,
 }
 
 /// Inputs the loop selects over.
@@ -167,6 +173,10 @@ pub struct NodeLoop {
     snapshot_at: std::time::Instant,
     snapshot_in_flight: bool,
     failed: Option<String>,
+    /// Entries applied since start-up (for the panic failpoint).
+    applied_entries: u64,
+    /// Set when a committed entry cannot be applied: the loop ends with it.
+    fatal: Option<ApplyError>,
 }
 
 impl NodeLoop {
@@ -200,6 +210,8 @@ impl NodeLoop {
             snapshot_at: std::time::Instant::now(),
             snapshot_in_flight: false,
             failed: None,
+            applied_entries: 0,
+            fatal: None,
         }
     }
 
@@ -209,7 +221,14 @@ impl NodeLoop {
 
     /// Runs until shutdown. On shutdown a leader first hands leadership to the most caught-up
     /// voter (for up to `handover`), then everything queued is flushed to storage.
-    pub async fn run(mut self, mut inputs: LoopInputs, handover: Duration) -> Persister {
+    ///
+    /// Ends early with an error, without waiting for shutdown, when a committed entry cannot
+    /// be applied: the node must stop serving then (storage is still flushed, on drop).
+    pub async fn run(
+        mut self,
+        mut inputs: LoopInputs,
+        handover: Duration,
+    ) -> Result<Persister, ApplyError> {
         self.drain();
         let mut stopping: Option<tokio::time::Instant> = None;
         loop {
@@ -253,6 +272,10 @@ impl NodeLoop {
             }
             self.flush_read_batch();
             self.drain();
+            if let Some(error) = self.fatal.take() {
+                self.fail_all(ClientError::Stopped(format!("the node stopped: {error}")));
+                return Err(error);
+            }
             if let Some(until) = stopping {
                 let handed_over = !self.node.is_leader();
                 if handed_over || tokio::time::Instant::now() >= until || self.failed.is_some() {
@@ -261,7 +284,7 @@ impl NodeLoop {
             }
         }
         self.fail_all(ClientError::Stopped("node is shutting down".into()));
-        self.persister
+        Ok(self.persister)
     }
 
     fn tokio_deadline(&self) -> tokio::time::Instant {
@@ -400,7 +423,10 @@ impl NodeLoop {
 
     /// Carries out every output of the core.
     fn drain(&mut self) {
-        while let Some(output) = self.node.poll_output() {
+        // After a fatal error nothing more is carried out: the loop ends.
+        while self.fatal.is_none()
+            && let Some(output) = self.node.poll_output()
+        {
             match output {
                 Output::Persist(persist) => self.submit(Job::Persist(persist)),
                 Output::Send { to, message } => {
@@ -458,27 +484,25 @@ impl NodeLoop {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
-        let Some(last) = entries.last().map(Entry::index) else {
-            return;
-        };
+        let mut applied = None;
         for entry in entries {
             let index = entry.index();
+            self.applied_entries += 1;
+            if self.config.panic_at_apply == Some(self.applied_entries) {
+                panic!(
+                    "test-only failpoint {PANIC_ENV}={}: panicking while applying entry {index}",
+                    self.applied_entries
+                );
+            }
             if let EntryPayload::Command(bytes) = entry.payload() {
                 self.applied_bytes += bytes.len() as u64;
             }
-            let result = match entry.payload() {
-                EntryPayload::Command(bytes) => match command::decode(bytes) {
-                    Ok(write) => Some(self.kv.apply(index, &write)),
-                    Err(e) => {
-                        // Every replica skips the same undecodable entry, so they stay equal.
-                        warn!(index, "skipping an undecodable command: {e}");
-                        self.kv.skip(index);
-                        None
-                    }
-                },
-                _ => {
-                    self.kv.skip(index);
-                    None
+            let result = match self.kv.apply_entry(&entry) {
+                Ok(result) => result,
+                Err(error) => {
+                    // Not applied, and nothing after it may be: the loop ends with the error.
+                    self.fatal = Some(error);
+                    break;
                 }
             };
             if let Some((term, reply)) = self.pending_writes.remove(&index) {
@@ -490,9 +514,12 @@ impl NodeLoop {
                 };
                 let _ = reply.send(answer);
             }
+            applied = Some(index);
         }
-        let now = self.now();
-        self.node.applied(now, last);
+        if let Some(last) = applied {
+            let now = self.now();
+            self.node.applied(now, last);
+        }
     }
 
     fn restore(&mut self, snapshot: &Snapshot) {
@@ -513,7 +540,7 @@ impl NodeLoop {
 
     /// Saves a snapshot when enough entries (or enough time with new entries) passed.
     fn maybe_snapshot(&mut self) {
-        if self.snapshot_in_flight || self.failed.is_some() {
+        if self.snapshot_in_flight || self.failed.is_some() || self.fatal.is_some() {
             return;
         }
         let applied = self.node.applied_index();

@@ -4,6 +4,11 @@
 //! Start-up fails with one clear line (no panic, no backtrace) on bad configuration: an
 //! unusable data directory, a port in use, damaged storage, or a peer list that disagrees with
 //! the membership the node already stored.
+//!
+//! At run time the node loop is the node: if it ends on its own (a committed entry it cannot
+//! apply, or a panic when the binary's fail-stop hook is not installed), the client API stops
+//! at once and [`serve`] returns the error, so the process never answers without a loop
+//! behind it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -217,7 +222,11 @@ pub async fn serve(
     let loop_config = LoopConfig {
         snapshot_entries: config.snapshot_entries,
         snapshot_interval: config.snapshot_interval,
+        panic_at_apply: faults.panic_at_apply(),
     };
+    if let Some(n) = faults.panic_at_apply() {
+        warn!("test-only failpoint armed: the node loop will panic at applied entry {n}");
+    }
     let node_loop = NodeLoop::new(node, kv, persister, transport.clone(), loop_config, view_tx);
     let (loop_stop_tx, loop_stop_rx) = watch::channel(false);
     let inputs = LoopInputs {
@@ -227,7 +236,7 @@ pub async fn serve(
         shutdown: loop_stop_rx,
     };
     let handover = config.election_timeout.1 * 2;
-    let loop_task = tokio::spawn(node_loop.run(inputs, handover));
+    let mut loop_task = tokio::spawn(node_loop.run(inputs, handover));
 
     let api = Api::new(
         ApiConfig {
@@ -272,13 +281,28 @@ pub async fn serve(
         .add_service(KvServer::new(api.clone()))
         .add_service(AdminServer::new(api))
         .serve_with_incoming_shutdown(incoming, stop_serving);
-    let served = grpc.await;
-
-    // Stop accepting (done), hand leadership over, flush storage, close the transport.
-    let _ = loop_stop_tx.send(true);
-    let persister = loop_task
-        .await
-        .map_err(|e| fail(format!("node loop crashed: {e}")))?;
+    tokio::pin!(grpc);
+    let (served, ended) = tokio::select! {
+        served = &mut grpc => {
+            // Stop accepting (done), then hand leadership over and flush storage.
+            let _ = loop_stop_tx.send(true);
+            (served, (&mut loop_task).await)
+        }
+        // The loop only ends by itself on a fatal error: leaving this select drops the gRPC
+        // server, so nothing more is answered.
+        ended = &mut loop_task => (Ok(()), ended),
+    };
+    let persister = match ended {
+        Ok(Ok(persister)) => persister,
+        Ok(Err(fatal)) => {
+            stop_now(rules_task, &transport).await;
+            return Err(fail(format!("the node stopped: {fatal}")));
+        }
+        Err(crashed) => {
+            stop_now(rules_task, &transport).await;
+            return Err(fail(format!("the node loop crashed: {crashed}")));
+        }
+    };
     let flushed = persister.shutdown();
     if let Some(task) = rules_task {
         task.abort();
@@ -288,6 +312,17 @@ pub async fn serve(
     flushed.map_err(|e| fail(format!("flushing storage on shutdown: {e}")))?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Closes the transport (and the rules watcher) after the node loop failed.
+async fn stop_now(
+    rules_task: Option<tokio::task::JoinHandle<()>>,
+    transport: &transport::Transport,
+) {
+    if let Some(task) = rules_task {
+        task.abort();
+    }
+    transport.shutdown().await;
 }
 
 fn describe(set: &BTreeSet<NodeId>, config: &NodeConfig) -> String {

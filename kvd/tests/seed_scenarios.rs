@@ -9,12 +9,19 @@ use support::Cluster;
 fn the_seed_proto_is_shipped_unchanged() {
     let ours = include_str!("../proto/seed/kv.proto");
     let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/api/kv.proto");
-    if let Ok(contract) = std::fs::read_to_string(shared) {
-        assert_eq!(
-            ours, contract,
-            "kvd/proto/seed/kv.proto must be a verbatim copy of the contract"
-        );
-    }
+    let contract = std::fs::read_to_string(&shared).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the contract kv.proto at {} ({e}): it is expected in shared/api/ \
+             next to the repository's directory",
+            shared.display()
+        )
+    });
+    assert_eq!(
+        ours,
+        contract,
+        "kvd/proto/seed/kv.proto must be a verbatim copy of the contract at {}",
+        shared.display()
+    );
 }
 
 async fn scenario_replication_and_many_keys(transport: &'static str) {

@@ -9,14 +9,22 @@
 //! `KVD_FAULTS_FILE` naming a rules file of its own in the cluster's directory, which
 //! [`Cluster::set_rules`] replaces atomically and each node reads every 25 ms. A torn write
 //! is a restart with `KVD_FAILPOINT_TORN_WRITE=N` ([`Cluster::restart_with_torn_write`]): the
-//! node aborts by itself in the middle of its N-th WAL write.
+//! node aborts by itself in the middle of its N-th WAL write. [`Cluster::arm_panic`] arms
+//! `KVD_FAILPOINT_PANIC=N` instead, a crash the harness must not accept.
+//!
+//! Every end of a node's process is recorded as an [`Exit`] with its cause (see
+//! [`crate::exits`]): the cluster's kills and stops, the failpoint's abort, and anything else,
+//! which is a bug. [`Cluster::poll_exits`] notices processes that ended on their own.
 
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use kvd::faults::{FAULTS_FILE_ENV, RulesFile, TORN_WRITE_ENV};
+use kvd::faults::{FAULTS_FILE_ENV, PANIC_ENV, RulesFile, TORN_WRITE_ENV};
+
+use crate::exits::{Ended, Exit, Requested};
 
 /// The transport between nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +90,12 @@ pub struct Cluster {
     paused: Vec<bool>,
     /// The failpoint node `i` was started with, if any.
     armed: Vec<Option<u64>>,
+    /// Where the current process of node `i` began writing to its log.
+    log_start: Vec<u64>,
+    /// `(node, n)`: that node runs with `KVD_FAILPOINT_PANIC=n` until it crashes.
+    panic_failpoint: Option<(usize, u64)>,
+    /// Every end of a node's process, in order.
+    exits: Vec<Exit>,
 }
 
 fn free_port() -> SocketAddr {
@@ -101,6 +115,9 @@ impl Cluster {
             children: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
             armed: vec![None; nodes],
+            log_start: vec![0; nodes],
+            panic_failpoint: None,
+            exits: Vec::new(),
         };
         if transport == Transport::Quic {
             let certs = cluster.dir.path().join("certs");
@@ -164,23 +181,78 @@ impl Cluster {
     }
 
     /// Starts node `i` (again) with the torn-write failpoint armed: its `n`-th WAL write is
-    /// torn and the process aborts. No-op if it runs. See [`Cluster::reap`].
+    /// torn and the process aborts. No-op if it runs. See [`Cluster::poll_exits`].
     pub fn restart_with_torn_write(&mut self, i: usize, n: u64) {
         self.start_node(i, Some(n));
     }
 
-    /// The failpoint node `i` runs with, if it was started armed and still runs.
+    /// The torn-write failpoint node `i` runs with, if it was started armed and still runs.
     pub fn armed(&self, i: usize) -> Option<u64> {
         self.armed[i].filter(|_| self.children[i].is_some())
     }
 
-    /// If node `i` exited by itself, forgets its process and returns how it ended.
-    pub fn reap(&mut self, i: usize) -> Option<ExitStatus> {
-        let status = self.children[i].as_mut()?.try_wait().ok().flatten()?;
+    /// Arms kvd's panic failpoint on node `i`: from its next start on it runs with
+    /// `KVD_FAILPOINT_PANIC=n` (it panics at its `n`-th applied entry), until it has crashed
+    /// once.
+    pub fn arm_panic(&mut self, i: usize, n: u64) {
+        self.panic_failpoint = Some((i, n));
+    }
+
+    /// Records every node whose process ended on its own since the last look, and returns
+    /// them with their exits (the process is forgotten: the node is down).
+    pub fn poll_exits(&mut self) -> Vec<(usize, Exit)> {
+        let mut ended = Vec::new();
+        for i in 0..self.len() {
+            let status = self.children[i]
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = status {
+                ended.push((i, self.ended(i, status, Requested::Nothing)));
+            }
+        }
+        ended
+    }
+
+    /// Every exit recorded so far.
+    pub fn exits(&self) -> &[Exit] {
+        &self.exits
+    }
+
+    /// Forgets node `i`'s ended process and records how and why it ended.
+    fn ended(&mut self, i: usize, status: ExitStatus, requested: Requested) -> Exit {
+        let log = self.log_since(i, self.log_start[i]);
+        let exit = Exit::new(
+            node_name(i),
+            Ended::of(status),
+            requested,
+            self.armed[i].is_some(),
+            &log,
+        );
         self.children[i] = None;
         self.paused[i] = false;
         self.armed[i] = None;
-        Some(status)
+        if !exit.expected() && self.panic_failpoint.is_some_and(|(node, _)| node == i) {
+            // One crash is the point; restarts after it run clean.
+            self.panic_failpoint = None;
+        }
+        self.exits.push(exit.clone());
+        exit
+    }
+
+    /// Node `i`'s log from byte `start` on.
+    fn log_since(&self, i: usize, start: u64) -> String {
+        let mut text = Vec::new();
+        if let Ok(mut file) = std::fs::File::open(self.log_path(i)) {
+            let _ = file
+                .seek(SeekFrom::Start(start))
+                .and_then(|_| file.read_to_end(&mut text));
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// Node `i`'s whole log, across every process it ran.
+    pub fn log(&self, i: usize) -> String {
+        self.log_since(i, 0)
     }
 
     fn start_node(&mut self, i: usize, torn_write_at: Option<u64>) {
@@ -196,9 +268,13 @@ impl Cluster {
             .append(true)
             .open(self.log_path(i))
             .expect("open node log");
+        let log_start = log.metadata().map_or(0, |meta| meta.len());
         let mut command = Command::new(&self.kvd);
         if let Some(n) = torn_write_at {
             command.env(TORN_WRITE_ENV, n.to_string());
+        }
+        if let Some((_, n)) = self.panic_failpoint.filter(|&(node, _)| node == i) {
+            command.env(PANIC_ENV, n.to_string());
         }
         let child = command
             .args(["--node", &node_name(i)])
@@ -228,16 +304,17 @@ impl Cluster {
         self.children[i] = Some(child);
         self.paused[i] = false;
         self.armed[i] = torn_write_at;
+        self.log_start[i] = log_start;
     }
 
-    /// SIGKILL node `i`: no chance to flush, possibly in the middle of a WAL write.
-    pub fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.children[i].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.paused[i] = false;
-        self.armed[i] = None;
+    /// SIGKILL node `i`: no chance to flush, possibly in the middle of a WAL write. Returns
+    /// the exit recorded, if it ran (a process that had already ended by itself is recorded
+    /// as such, not as killed).
+    pub fn kill(&mut self, i: usize) -> Option<Exit> {
+        let mut child = self.children[i].take()?;
+        let _ = child.kill();
+        let status = child.wait().expect("wait for a killed kvd");
+        Some(self.ended(i, status, Requested::Kill))
     }
 
     /// Replaces node `i`'s fault rules (an empty `rules` heals it). The file is written
@@ -266,23 +343,24 @@ impl Cluster {
         self.dir.path().join(format!("{}.faults", node_name(i)))
     }
 
-    /// SIGTERM node `i` and wait (at most 20 s, then SIGKILL) for it to exit.
-    pub fn stop(&mut self, i: usize) {
+    /// SIGTERM node `i` and wait (at most 20 s, then SIGKILL) for it to exit. Returns the
+    /// exit recorded, if it ran: anything but a clean exit is unexpected.
+    pub fn stop(&mut self, i: usize) -> Option<Exit> {
         self.resume(i);
-        self.armed[i] = None;
-        let Some(mut child) = self.children[i].take() else {
-            return;
-        };
-        signal(&child, "TERM");
+        let child = self.children[i].as_mut()?;
+        signal(child, "TERM");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().ok().flatten().is_none() {
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for kvd") {
+                break status;
+            }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                let _ = child.wait();
-                break;
+                break child.wait().expect("wait for a killed kvd");
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        Some(self.ended(i, status, Requested::Stop))
     }
 
     /// SIGSTOP node `i`: it stays alive but does nothing until [`Cluster::resume`].
@@ -306,11 +384,12 @@ impl Cluster {
     }
 
     /// Removes every fault rule, resumes every paused node and restarts every node that is
-    /// down (without a failpoint).
+    /// down (without the torn-write failpoint). Processes that ended by themselves are
+    /// recorded first (see [`Cluster::exits`]).
     pub fn heal(&mut self) {
         self.heal_network();
+        self.poll_exits();
         for i in 0..self.len() {
-            self.reap(i);
             self.resume(i);
             self.restart(i);
         }

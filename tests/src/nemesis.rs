@@ -23,6 +23,15 @@
 //! partitions may isolate anyone (a minority-side leader must step down, and no side may
 //! answer what it cannot know). Every fault heals at the end of its round, and every node is
 //! healed when the run ends.
+//!
+//! A run claims each kind of round, so the nemesis makes sure of it: if the run's time is up
+//! before each kind had a round and a torn write fired ([`NemesisReport::missing`]), it goes
+//! on with the missing kinds, for at most [`OVERTIME`] more (the clients keep running). The
+//! shape of a crash (kill or pause) and of a partition is drawn, so not every shape need occur.
+//!
+//! While it waits, the nemesis watches for nodes whose process ended: a fired torn-write
+//! failpoint is restarted and counted; any other exit is a crash it did not cause, noted in the
+//! fault log and restarted (the [`Cluster`] records it, and the run fails on it).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -33,7 +42,12 @@ use kvctl::client::Client;
 use kvd::faults::RulesFile;
 
 use crate::cluster::{Cluster, NodeState};
+use crate::exits::{Exit, ExitCause};
 use crate::rng::Rng;
+
+/// How long the nemesis may go on past the run's end until every kind of round has run and a
+/// torn write has fired.
+pub const OVERTIME: Duration = Duration::from_secs(60);
 
 /// One kind of fault, as counted in a run's summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -147,6 +161,41 @@ impl NemesisReport {
         &self.log
     }
 
+    /// What the run lacks of what it claims: a round of each kind (crash, partition, delay,
+    /// torn write) and a torn write that fired. Empty when covered.
+    pub fn missing(&self) -> Vec<&'static str> {
+        self.missing_rounds()
+            .into_iter()
+            .map(|round| match round {
+                Round::Crash => "a crash round (kill or pause)",
+                Round::Partition => "a partition round (any shape)",
+                Round::Delay => "a delay round",
+                Round::TornWrite if self.count(Fault::TornWrite) > 0 => {
+                    "a torn write that fired (torn-fired=0)"
+                }
+                Round::TornWrite => "a torn-write round",
+            })
+            .collect()
+    }
+
+    fn missing_rounds(&self) -> Vec<Round> {
+        let seen = |kinds: &[Fault]| kinds.iter().any(|&kind| self.count(kind) > 0);
+        let mut missing = Vec::new();
+        if !seen(&[Fault::Kill, Fault::Pause]) {
+            missing.push(Round::Crash);
+        }
+        if !seen(&[Fault::Partition, Fault::IsolateLeader, Fault::Bridge]) {
+            missing.push(Round::Partition);
+        }
+        if !seen(&[Fault::Delay]) {
+            missing.push(Round::Delay);
+        }
+        if self.torn_fired == 0 {
+            missing.push(Round::TornWrite);
+        }
+        missing
+    }
+
     fn add(&mut self, kind: Fault) {
         self.counts[Fault::ALL.iter().position(|&k| k == kind).expect("listed")] += 1;
     }
@@ -164,7 +213,8 @@ impl fmt::Display for NemesisReport {
     }
 }
 
-/// Injects faults into `cluster` until `until`, then heals every node.
+/// Injects faults into `cluster` until `until` (and past it, for at most [`OVERTIME`], until
+/// every kind of round has run and a torn write fired), then heals every node.
 ///
 /// `probe` is used to find the leader (a health request to each running node).
 pub async fn run(
@@ -206,14 +256,26 @@ impl Nemesis {
         if self.nodes < 3 {
             return;
         }
+        let give_up = until + OVERTIME;
         loop {
             let quiet = self.rng.duration(self.config.quiet.0, self.config.quiet.1);
-            if Instant::now() + quiet >= until {
+            let next = Instant::now() + quiet;
+            let overtime = next >= until;
+            if overtime && (self.report.missing_rounds().is_empty() || next >= give_up) {
                 break;
             }
-            tokio::time::sleep(quiet).await;
+            self.hold_until(next).await;
+            let round = match self.report.missing_rounds().first() {
+                Some(&missing) if overtime => missing,
+                _ => self.next_round(),
+            };
+            if overtime {
+                self.note(format!(
+                    "overtime: {round:?} round, a kind the run still lacks"
+                ));
+            }
             let mut hold = self.rng.duration(self.config.hold.0, self.config.hold.1);
-            match self.next_round() {
+            match round {
                 Round::Crash => self.crash().await,
                 Round::Partition => self.partition().await,
                 Round::Delay => self.delay(),
@@ -222,7 +284,10 @@ impl Nemesis {
                     hold = self.config.torn_write_wait;
                 }
             }
-            let end = (Instant::now() + hold).min(until);
+            let mut end = Instant::now() + hold;
+            if !overtime {
+                end = end.min(until);
+            }
             self.hold_until(end).await;
             self.heal();
         }
@@ -283,12 +348,18 @@ impl Nemesis {
             } else {
                 Fault::Pause
             };
-            {
+            let killed = {
                 let mut cluster = self.cluster.lock().expect("not poisoned");
                 match fault {
                     Fault::Kill => cluster.kill(victim),
-                    _ => cluster.pause(victim),
+                    _ => {
+                        cluster.pause(victim);
+                        None
+                    }
                 }
+            };
+            if let Some(exit) = killed {
+                self.on_exit(victim, &exit);
             }
             self.report.add(fault);
             let role = if leader_hit == Some(victim) {
@@ -385,10 +456,14 @@ impl Nemesis {
         let node = leader.unwrap_or_else(|| self.rng.index(self.nodes));
         let (low, high) = self.config.torn_write_at;
         let n = low + self.rng.below(high - low + 1);
-        {
+        let killed = {
             let mut cluster = self.cluster.lock().expect("not poisoned");
-            cluster.kill(node);
+            let killed = cluster.kill(node);
             cluster.restart_with_torn_write(node, n);
+            killed
+        };
+        if let Some(exit) = killed {
+            self.on_exit(node, &exit);
         }
         self.report.add(Fault::TornWrite);
         let role = if leader.is_some() { " (leader)" } else { "" };
@@ -398,30 +473,17 @@ impl Nemesis {
         ));
     }
 
-    /// Waits until `end`, restarting (unarmed) any node whose failpoint fired; once the last
-    /// armed node has fired, the round ends half a second later.
+    /// Waits until `end`, watching for processes that ended: a node whose torn-write
+    /// failpoint fired is restarted unarmed, and once the last armed node has fired the round
+    /// ends half a second later; a node that crashed is noted and restarted.
     async fn hold_until(&mut self, mut end: Instant) {
         loop {
-            let fired: Vec<(usize, String)> = {
-                let mut cluster = self.cluster.lock().expect("not poisoned");
-                let mut fired = Vec::new();
-                for i in 0..self.nodes {
-                    if cluster.armed(i).is_some()
-                        && let Some(status) = cluster.reap(i)
-                    {
-                        cluster.restart(i);
-                        fired.push((i, status.to_string()));
-                    }
-                }
-                fired
-            };
-            let any_fired = !fired.is_empty();
-            for (node, status) in fired {
-                self.report.torn_fired += 1;
-                self.note(format!(
-                    "node {} tore a WAL write and died ({status}); restarted",
-                    node + 1
-                ));
+            let exits = self.cluster.lock().expect("not poisoned").poll_exits();
+            let mut any_fired = false;
+            for (node, exit) in &exits {
+                any_fired |= exit.cause() == ExitCause::TornWrite;
+                self.on_exit(*node, exit);
+                self.cluster.lock().expect("not poisoned").restart(*node);
             }
             if any_fired {
                 let cluster = self.cluster.lock().expect("not poisoned");
@@ -437,19 +499,49 @@ impl Nemesis {
         }
     }
 
+    /// Counts a fired failpoint, and notes any exit the nemesis did not plan (the cluster
+    /// keeps the record that fails the run).
+    fn on_exit(&mut self, node: usize, exit: &Exit) {
+        match exit.cause() {
+            ExitCause::TornWrite => {
+                self.report.torn_fired += 1;
+                self.note(format!(
+                    "node {} tore a WAL write and died ({}); restarted",
+                    node + 1,
+                    exit.ended()
+                ));
+            }
+            ExitCause::Unexpected => self.note(format!(
+                "node {} crashed by itself ({}), a fault the nemesis did not inject; restarted",
+                node + 1,
+                exit.ended()
+            )),
+            ExitCause::Killed | ExitCause::Stopped => {}
+        }
+    }
+
     /// Ends the round: network healed, nodes resumed and restarted, failpoints disarmed.
     fn heal(&mut self) {
-        let disarmed: Vec<usize> = {
+        let (ended, disarmed) = {
             let mut cluster = self.cluster.lock().expect("not poisoned");
+            let mut ended = cluster.poll_exits();
             let armed: Vec<usize> = (0..self.nodes)
                 .filter(|&i| cluster.armed(i).is_some())
                 .collect();
-            for &i in &armed {
-                cluster.kill(i);
+            let mut disarmed = Vec::new();
+            for i in armed {
+                // It may have fired just now: then its exit says so.
+                match cluster.kill(i) {
+                    Some(exit) if exit.cause() != ExitCause::Killed => ended.push((i, exit)),
+                    _ => disarmed.push(i),
+                }
             }
             cluster.heal();
-            armed
+            (ended, disarmed)
         };
+        for (node, exit) in &ended {
+            self.on_exit(*node, exit);
+        }
         for node in disarmed {
             self.note(format!(
                 "node {}'s failpoint did not fire: killed and restarted",
@@ -536,6 +628,27 @@ mod tests {
             report.to_string(),
             "faults=3 kill=1 pause=0 partition=0 isolate-leader=0 bridge=1 delay=0 torn-write=1 \
              torn-fired=1"
+        );
+    }
+
+    #[test]
+    fn a_run_lacks_each_kind_of_round_until_it_had_one() {
+        let mut report = NemesisReport::default();
+        assert_eq!(report.missing().len(), 4);
+        report.add(Fault::Pause);
+        report.add(Fault::Bridge);
+        report.add(Fault::Delay);
+        assert_eq!(report.missing(), ["a torn-write round"]);
+        report.add(Fault::TornWrite);
+        assert_eq!(report.missing(), ["a torn write that fired (torn-fired=0)"]);
+        report.torn_fired = 1;
+        assert!(report.missing().is_empty());
+        let mut kills_only = NemesisReport::default();
+        kills_only.add(Fault::Kill);
+        kills_only.add(Fault::IsolateLeader);
+        assert_eq!(
+            kills_only.missing(),
+            ["a delay round", "a torn-write round"]
         );
     }
 }

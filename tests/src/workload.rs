@@ -19,9 +19,10 @@
 //! forwarded writes as [`Outcome::Unknown`] and forwarded reads as failed, a weaker check kept
 //! for comparison (`CHAOS_DISTRUST_FORWARDED=1`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvctl::client::{Client, Consistency, Error, WriteOutcome};
+use tokio::sync::watch;
 use tonic::Code;
 
 use crate::history::Recorder;
@@ -57,12 +58,13 @@ impl Worker {
         self
     }
 
-    /// Runs operations one after another until `until`, recording each in `recorder`.
-    /// `client` should carry a client id of its own (see [`Client::with_client_id`]).
-    pub async fn run(self, client: Client, recorder: Recorder, until: Instant) {
+    /// Runs operations one after another until `stop` is true (an operation in flight
+    /// finishes first), recording each in `recorder`. `client` should carry a client id of its
+    /// own (see [`Client::with_client_id`]).
+    pub async fn run(self, client: Client, recorder: Recorder, stop: watch::Receiver<bool>) {
         let mut rng = Rng::new(self.seed);
         let mut written = 0u64;
-        while Instant::now() < until {
+        while !*stop.borrow() {
             let key = &self.keys[rng.index(self.keys.len())];
             let roll = rng.below(100);
             let invoked = recorder.now_ns();
