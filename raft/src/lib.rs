@@ -35,11 +35,48 @@
 //! # What is implemented
 //!
 //! Leader election with randomized timeouts, PreVote and CheckQuorum; log replication with
-//! per-follower probe/replicate states, a bounded window of appends in flight and fast
-//! backtracking with conflict hints; commitment only by counting current-term replicas;
-//! proposal batching; a cap on uncommitted bytes; batched ReadIndex reads on the leader and
-//! forwarded from followers; snapshots, log compaction and InstallSnapshot; learners;
-//! one-voter-at-a-time membership changes carried in the log; leadership transfer.
+//! per-follower probe/replicate states, a bounded window of appends in flight, fast
+//! backtracking with conflict hints and a bounded, backed-off resend to a follower that
+//! acknowledges nothing; commitment only by counting current-term replicas; proposal
+//! batching; a cap on uncommitted bytes; batched ReadIndex reads on the leader and forwarded
+//! from followers, each with a deadline and a cap; snapshots, log compaction and
+//! InstallSnapshot; membership changes (below); leadership transfer.
+//!
+//! # Changing the membership
+//!
+//! [`Node::propose_membership`] takes the *target* configuration ([`Membership`]: voters and
+//! learners) and picks the way there:
+//! - a change of **at most one voter** (learners may change alongside) is appended as it is:
+//!   any majority of the old voters overlaps any majority of the new ones;
+//! - **anything else** — replacing a node, adding or removing several voters — goes through
+//!   **joint consensus**: the core appends `C_old,new`, where every election and commit needs
+//!   a majority of both voter sets, and once that commits it appends `C_new` by itself.
+//!
+//! A configuration takes effect on a node as soon as it is in its log. The rules that keep
+//! changes safe, each refused with its own [`Error`]:
+//! - only the leader changes the membership ([`Error::NotLeader`]), not during a leadership
+//!   transfer ([`Error::TransferInProgress`]), and only once it has committed an entry of its
+//!   own term ([`Error::LeaderNotReady`]);
+//! - one change at a time: the previous one, and the joint configuration it entered, must
+//!   have committed ([`Error::MembershipChangeInProgress`]);
+//! - a node becomes a voter only once its log is within [`Config::catch_up_entries`] of the
+//!   leader's: add it as a learner first ([`Error::NotCaughtUp`]);
+//! - a target must keep a voter and name no node 0 ([`Error::InvalidMembership`]).
+//!
+//! A new node starts with [`Node::new`] and an empty [`Membership`], and waits for the leader
+//! to reach it. A leader that removes itself keeps leading until the configuration without it
+//! commits, then steps down. A removed node never campaigns once its removal is in its log and
+//! committed; one that never learned of its removal is kept from disturbing the cluster by
+//! PreVote and CheckQuorum (keep at least one of them on; both are by default). A driver
+//! should stop a node that learns it was removed ([`Node::membership`] no longer contains it).
+//!
+//! # Testing with the simulator
+//!
+//! [`sim`] is public API: a deterministic simulator of whole clusters under faults, with
+//! Raft's safety properties checked after every step, that embedders run on their own state
+//! machines. The `test-util` feature adds hooks only tests need (injected bugs for the
+//! simulator's negative controls, building a [`MemStorage`] by hand); production builds leave
+//! it off.
 
 mod config;
 mod election;

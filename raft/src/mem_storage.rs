@@ -22,8 +22,9 @@ impl MemStorage {
         Self::default()
     }
 
-    /// A store holding exactly `state` and the snapshot bytes `snapshot_data` (for drivers
-    /// and tests that build a node's storage from elsewhere).
+    /// A store holding exactly `state` and the snapshot bytes `snapshot_data`, for tests that
+    /// build a node's storage by hand (`test-util` feature).
+    #[cfg(feature = "test-util")]
     pub fn from_state(state: RestoreState, snapshot_data: bytes::Bytes) -> Self {
         Self {
             hard_state: state.hard_state,
