@@ -137,9 +137,26 @@ impl Node {
         }
     }
 
-    fn tally_votes(&mut self) {
+    /// Counts the votes received. A candidate's own vote counts once it is durable, like any
+    /// other: a single voter that declared itself leader before that could, after a crash,
+    /// vote for someone else in the same term.
+    pub(crate) fn tally_votes(&mut self) {
+        let me = self.cfg.id;
+        let emitted = (
+            self.emitted_hard_state.term(),
+            self.emitted_hard_state.vote(),
+        );
+        let own_vote_durable = self.role == Role::PreCandidate
+            || (emitted == (self.term, self.vote) && self.hard_state_token <= self.durable_token);
         let votes = &self.votes;
-        match self.membership.vote_result(|id| votes.get(&id).copied()) {
+        let answer = |id| {
+            if id == me && !own_vote_durable {
+                None
+            } else {
+                votes.get(&id).copied()
+            }
+        };
+        match self.membership.vote_result(answer) {
             VoteResult::Won if self.role == Role::PreCandidate => {
                 self.become_candidate(false);
                 self.tally_votes();

@@ -382,8 +382,10 @@ impl Node {
             let (_, to, message) = self.gated.pop_front().expect("checked non-empty");
             self.outputs.push_back(Output::Send { to, message });
         }
-        if self.role == Role::Leader {
-            self.maybe_commit();
+        match self.role {
+            Role::Leader => self.maybe_commit(),
+            Role::Candidate => self.tally_votes(),
+            _ => {}
         }
     }
 

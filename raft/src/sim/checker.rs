@@ -7,7 +7,10 @@
 //! - **Log Matching**: entries with the same index and term have the same payload, and so do
 //!   all entries before them (checked as: same `(index, term)` ⇒ same payload and same term
 //!   at `index - 1`, which implies the whole prefix by induction).
-//! - **Leader Completeness**: a new leader's log holds every entry committed before.
+//! - **Leader Completeness**: a new leader's log holds every entry committed in an earlier
+//!   term. (A vote delayed long enough can make a leader of an old term after a newer term
+//!   has committed entries it lacks; it can commit nothing, and the property does not cover
+//!   it.)
 //! - **State Machine Safety**: every replica commits and applies the same entry at each
 //!   index, in order, never above what is committed, and its state machine then has the same
 //!   fingerprint; a restored snapshot has the state replicas had at its index.
@@ -52,8 +55,10 @@ pub(crate) struct Checker {
     leaders: HashMap<Term, NodeId>,
     votes: HashMap<(NodeId, Term), NodeId>,
     entries: HashMap<(Index, Term), (u64, Option<Term>)>,
-    /// Term of each committed index (position `i - 1`), as claimed by any node's commit index.
-    committed: Vec<Term>,
+    /// For each committed index (position `i - 1`): the entry's term, and the lowest term a
+    /// node was in when it reported the index committed (an upper bound of the term in
+    /// which it was committed; the leader that commits it usually reports first).
+    committed: Vec<(Term, Term)>,
     /// Payload fingerprint of each applied index.
     applied_payloads: Vec<u64>,
     /// State machine fingerprint after each applied index.
@@ -135,16 +140,20 @@ impl Checker {
         }
     }
 
-    /// Leader Completeness: `log_term` is the new leader's view of its log.
+    /// Leader Completeness: `log_term` is the view of its log of the new leader of `term`.
     pub(crate) fn check_leader_log(
         &self,
         at: Instant,
         id: NodeId,
+        term: Term,
         first_known: Index,
         log_term: impl Fn(Index) -> Option<Term>,
     ) -> Result<(), Violation> {
         for index in first_known.max(1)..=self.committed_len() {
-            let want = self.committed[index as usize - 1];
+            let (want, committed_in) = self.committed[index as usize - 1];
+            if committed_in >= term {
+                continue;
+            }
             let have = log_term(index);
             if have != Some(want) {
                 return violation(
@@ -215,31 +224,33 @@ impl Checker {
         }
     }
 
-    /// Records or checks the term of committed index `index` as seen by node `id`. Nodes
-    /// report their commits in index order, so an index past the first unknown one means a
-    /// node claims a commit nobody could have made.
+    /// Records or checks the term of committed index `index` as seen by node `id`, in term
+    /// `in_term`. Nodes report their commits in index order, so an index past the first
+    /// unknown one means a node claims a commit nobody could have made.
     pub(crate) fn on_committed(
         &mut self,
         at: Instant,
         id: NodeId,
         index: Index,
         term: Term,
+        in_term: Term,
     ) -> Result<(), Violation> {
         let pos = index as usize - 1;
         if pos < self.committed.len() {
-            if self.committed[pos] != term {
+            let (known, committed_in) = &mut self.committed[pos];
+            if *known != term {
                 return violation(
                     "State Machine Safety",
                     at,
                     format!(
-                        "node {id} committed term {term} at index {index}, elsewhere term {}",
-                        self.committed[pos]
+                        "node {id} committed term {term} at index {index}, elsewhere term {known}"
                     ),
                 );
             }
+            *committed_in = (*committed_in).min(in_term);
             Ok(())
         } else if pos == self.committed.len() {
-            self.committed.push(term);
+            self.committed.push((term, in_term));
             Ok(())
         } else {
             violation(
@@ -285,8 +296,8 @@ impl Checker {
     ) -> Result<(), Violation> {
         let index = entry.index();
         let pos = index as usize - 1;
-        match self.committed.get(pos) {
-            Some(&term) if term == entry.term() => {}
+        match self.committed.get(pos).map(|&(term, _)| term) {
+            Some(term) if term == entry.term() => {}
             other => {
                 return violation(
                     "State Machine Safety",
@@ -420,7 +431,7 @@ mod tests {
     #[test]
     fn replicas_applying_different_payloads_at_one_index() {
         let mut c = Checker::default();
-        c.on_committed(T, 1, 1, 1).unwrap();
+        c.on_committed(T, 1, 1, 1, 1).unwrap();
         c.on_applied(T, 1, &cmd(1, 1, "a"), 10).unwrap();
         c.on_applied(T, 2, &cmd(1, 1, "a"), 10).unwrap();
         assert_eq!(
@@ -437,14 +448,14 @@ mod tests {
     #[test]
     fn an_apply_above_the_commit_index() {
         let mut c = Checker::default();
-        c.on_committed(T, 1, 1, 1).unwrap();
+        c.on_committed(T, 1, 1, 1, 1).unwrap();
         c.on_applied(T, 1, &cmd(1, 1, "a"), 1).unwrap();
         assert_eq!(
             invariant(c.on_applied(T, 1, &cmd(1, 2, "b"), 2)),
             "State Machine Safety"
         );
         // Applying a committed index with another term is as bad.
-        c.on_committed(T, 1, 2, 1).unwrap();
+        c.on_committed(T, 1, 2, 1, 1).unwrap();
         assert_eq!(
             invariant(c.on_applied(T, 1, &cmd(2, 2, "b"), 2)),
             "State Machine Safety"
@@ -455,13 +466,13 @@ mod tests {
     #[test]
     fn commits_that_nobody_could_have_made() {
         let mut c = Checker::default();
-        c.on_committed(T, 1, 1, 1).unwrap();
+        c.on_committed(T, 1, 1, 1, 1).unwrap();
         assert_eq!(
-            invariant(c.on_committed(T, 2, 3, 1)),
+            invariant(c.on_committed(T, 2, 3, 1, 1)),
             "State Machine Safety"
         );
         assert_eq!(
-            invariant(c.on_committed(T, 2, 1, 2)),
+            invariant(c.on_committed(T, 2, 1, 2, 2)),
             "State Machine Safety"
         );
         c.on_committed_in_snapshot(T, 2, 1).unwrap();
@@ -474,25 +485,27 @@ mod tests {
     #[test]
     fn a_committed_entry_missing_from_a_later_leaders_log() {
         let mut c = Checker::default();
-        c.on_committed(T, 1, 1, 1).unwrap();
-        c.on_committed(T, 1, 2, 2).unwrap();
+        c.on_committed(T, 1, 1, 1, 1).unwrap();
+        c.on_committed(T, 1, 2, 2, 2).unwrap();
         let complete = |i: Index| {
             [None, Some(1), Some(2), Some(2)]
                 .get(i as usize)
                 .copied()
                 .flatten()
         };
-        c.check_leader_log(T, 2, 1, complete).unwrap();
+        c.check_leader_log(T, 2, 3, 1, complete).unwrap();
         let missing = |i: Index| if i == 1 { Some(1) } else { None };
         assert_eq!(
-            invariant(c.check_leader_log(T, 3, 1, missing)),
+            invariant(c.check_leader_log(T, 3, 3, 1, missing)),
             "Leader Completeness"
         );
         let other_term = |i: Index| Some(if i == 2 { 3 } else { 1 });
         assert_eq!(
-            invariant(c.check_leader_log(T, 3, 1, other_term)),
+            invariant(c.check_leader_log(T, 3, 3, 1, other_term)),
             "Leader Completeness"
         );
+        // A leader of term 2 (a vote that arrived late) need not hold what term 2 committed.
+        c.check_leader_log(T, 3, 2, 1, missing).unwrap();
     }
 
     #[test]
@@ -539,7 +552,7 @@ mod tests {
     #[test]
     fn a_restored_snapshot_must_match_the_replicas() {
         let mut c = Checker::default();
-        c.on_committed(T, 1, 1, 1).unwrap();
+        c.on_committed(T, 1, 1, 1, 1).unwrap();
         c.on_applied(T, 1, &cmd(1, 1, "a"), 42).unwrap();
         c.on_restored(T, 2, 1, 42).unwrap();
         c.on_restored(T, 2, 0, 7).unwrap();

@@ -286,7 +286,7 @@ impl<S: StateMachine> Simulation<S> {
                         let node = self.nodes[id as usize - 1].node.as_ref().expect("alive");
                         let first = node.snapshot_index() + 1;
                         self.checker
-                            .check_leader_log(now, id, first, |i| node.log_term(i))?;
+                            .check_leader_log(now, id, term, first, |i| node.log_term(i))?;
                     }
                 }
             }
@@ -595,9 +595,10 @@ impl<S: StateMachine> Simulation<S> {
             return Ok(());
         };
         let commit = node.commit_index();
+        let in_term = node.term();
         for index in sn.checked_commit + 1..=commit {
             match node.log_term(index) {
-                Some(term) => self.checker.on_committed(now, id, index, term)?,
+                Some(term) => self.checker.on_committed(now, id, index, term, in_term)?,
                 None if index <= node.snapshot_index() => {
                     self.report.commits_in_snapshots += 1;
                     self.checker.on_committed_in_snapshot(now, id, index)?;
