@@ -10,7 +10,7 @@ use raft::Message;
 
 use super::{
     Harness, WAIT, sample, send_retrying, shutdown_all, start_cluster, start_node, test_config,
-    wait_connected, wait_for, wait_message,
+    wait_connected, wait_message,
 };
 use crate::{Event, Lane, SendError};
 
@@ -38,11 +38,13 @@ pub async fn ordering_per_peer(harness: &impl Harness) {
     let total = 2 * (APPENDS + HEARTBEATS);
     let receiver = &mut nodes[1];
     for _ in 0..total {
-        let (from, message) = wait_for(&mut receiver.events, "ordered messages", |e| match e {
-            Event::Message { from, message } => Some((from, message)),
-            _ => None,
-        })
-        .await;
+        let (from, message) = receiver
+            .events
+            .wait_for("ordered messages", |e| match e {
+                Event::Message { from, message } => Some((*from, message.clone())),
+                _ => None,
+            })
+            .await;
         let lane = Lane::of(&message);
         let seq = sample::seq(&message).expect("only sample messages are sent");
         let expected = next.entry((from, lane)).or_default();
@@ -68,12 +70,17 @@ pub async fn delivery_after_peer_restart(harness: &impl Harness) {
     wait_connected(&mut first, 2).await;
     first.transport.send(2, sample::heartbeat(1)).unwrap();
     assert_eq!(wait_message(&mut second, 1).await, sample::heartbeat(1));
+    // Node 1's link to 2 is up (the heartbeat went through it), so an `Unreachable` it
+    // reported before node 2 had started is already queued: only a later one counts.
+    first.events.take_ready();
 
     second.transport.shutdown().await;
-    wait_for(&mut first.events, "peer 2 unreachable", |e| {
-        matches!(e, Event::Unreachable { peer: 2 }).then_some(())
-    })
-    .await;
+    first
+        .events
+        .wait_for("peer 2 unreachable", |e| {
+            matches!(e, Event::Unreachable { peer: 2 }).then_some(())
+        })
+        .await;
     let mut second = start_node(harness, second.config.clone()).await;
     first.transport.send(2, sample::heartbeat(2)).unwrap();
     first.transport.send(2, sample::append(7, 32)).unwrap();
@@ -152,11 +159,13 @@ pub async fn snapshot_streams_while_heartbeats_flow(harness: &impl Harness) {
 /// A completed handshake reports the peer's metadata.
 pub async fn peer_info_carries_metadata(harness: &impl Harness) {
     let mut nodes = start_cluster(harness, &[1, 2]).await;
-    let metadata = wait_for(&mut nodes[0].events, "peer info from 2", |e| match e {
-        Event::PeerInfo { peer: 2, metadata } => Some(metadata),
-        _ => None,
-    })
-    .await;
+    let metadata = nodes[0]
+        .events
+        .wait_for("peer info from 2", |e| match e {
+            Event::PeerInfo { peer: 2, metadata } => Some(metadata.clone()),
+            _ => None,
+        })
+        .await;
     assert_eq!(metadata, "meta-2");
     shutdown_all(nodes).await;
 }
@@ -201,10 +210,12 @@ pub async fn shutdown_is_clean(harness: &impl Harness) {
     tokio::time::timeout(WAIT, async { while first.events.recv().await.is_some() {} })
         .await
         .expect("event stream ends after shutdown");
-    wait_for(&mut second.events, "peer 1 unreachable", |e| {
-        matches!(e, Event::Unreachable { peer: 1 }).then_some(())
-    })
-    .await;
+    second
+        .events
+        .wait_for("peer 1 unreachable", |e| {
+            matches!(e, Event::Unreachable { peer: 1 }).then_some(())
+        })
+        .await;
     // A second shutdown is harmless.
     first.transport.shutdown().await;
     second.transport.shutdown().await;
