@@ -207,9 +207,32 @@ impl EventLog {
                 }
             }
         };
-        tokio::time::timeout(WAIT, wait)
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        match tokio::time::timeout(WAIT, wait).await {
+            Ok(found) => found,
+            Err(_) => panic!(
+                "timed out waiting for {what}; passed over: {}",
+                self.summary()
+            ),
+        }
+    }
+
+    /// The passed-over events in short (a snapshot's bytes would flood a failure message).
+    fn summary(&self) -> String {
+        const SHOWN: usize = 20;
+        let mut shown: Vec<String> = self
+            .passed_over
+            .iter()
+            .take(SHOWN)
+            .map(|event| match event {
+                Event::Message { from, message } => format!("{} from {from}", message.kind()),
+                Event::Unreachable { peer } => format!("unreachable {peer}"),
+                Event::PeerInfo { peer, .. } => format!("peer info {peer}"),
+            })
+            .collect();
+        if self.passed_over.len() > SHOWN {
+            shown.push(format!("{} more", self.passed_over.len() - SHOWN));
+        }
+        format!("[{}]", shown.join(", "))
     }
 }
 
