@@ -35,7 +35,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -430,8 +432,9 @@ impl Client {
         Fut: Future<Output = Result<T, Status>>,
     {
         let config = &self.pool.config;
-        let started = Instant::now();
-        let deadline = started + config.timeout;
+        // tokio's clock, the one the backoff sleeps on: a test can pause it and run the whole
+        // schedule in virtual time.
+        let deadline = Instant::now() + config.timeout;
         let mut backoff = config.initial_backoff;
         let mut attempts = 0u32;
         let mut next_endpoint = 0usize;
@@ -583,12 +586,120 @@ mod tests {
             .timeout(Duration::from_millis(300))
             .client_id("t");
         let client = Client::new(config).unwrap();
+        // A guard against a client that never gives up, not a measure of how fast it does.
+        let error = tokio::time::timeout(Duration::from_secs(60), client.put("k", b"v".to_vec()))
+            .await
+            .expect("the client gives up once its timeout has passed")
+            .unwrap_err();
+        match error {
+            Error::Unavailable {
+                timeout,
+                attempts,
+                last,
+            } => {
+                assert_eq!(timeout, Duration::from_millis(300));
+                assert!(attempts > 1, "a refused connection is retried: {attempts}");
+                assert!(last.contains(&port.to_string()), "{last}");
+            }
+            other => panic!("expected Unavailable, got {other}"),
+        }
+    }
+
+    /// Runs `answer` as every attempt of a call against `endpoints`, in virtual time; returns
+    /// the call's result, how many attempts ran, and how much virtual time passed.
+    async fn retried(
+        endpoints: &[&str],
+        config: impl FnOnce(ClientConfig) -> ClientConfig,
+        answer: impl Fn(u32) -> Result<(), Status>,
+    ) -> (Result<(String, ()), Error>, u32, Duration) {
+        let client = Client::new(config(ClientConfig::new(endpoints.iter().copied()))).unwrap();
+        let calls = AtomicU64::new(0);
         let started = Instant::now();
-        let error = client.put("k", b"v".to_vec()).await.unwrap_err();
-        assert!(
-            matches!(error, Error::Unavailable { attempts, .. } if attempts > 1),
-            "{error}"
+        // The attempts never touch the network (the channels connect lazily and are not
+        // used), so nothing but the client's own timers moves the paused clock.
+        let result = client
+            .retry(|_kv| {
+                let call = calls.fetch_add(1, Ordering::Relaxed) as u32 + 1;
+                let outcome = answer(call);
+                async move { outcome }
+            })
+            .await;
+        (
+            result,
+            calls.load(Ordering::Relaxed) as u32,
+            started.elapsed(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unavailable_nodes_are_retried_in_turn_with_doubling_backoff_until_the_deadline() {
+        let (result, calls, spent) = retried(
+            &["127.0.0.1:1", "127.0.0.1:2"],
+            |c| {
+                c.timeout(Duration::from_millis(1000))
+                    .backoff(Duration::from_millis(100), Duration::from_millis(400))
+            },
+            |_| Err(Status::unavailable("no leader")),
+        )
+        .await;
+        // Both endpoints at 0, 100 (after 100), 300 (after 200), 700 (after 400, the cap);
+        // the next pause is cut to the 300 ms left, and at 1000 the deadline has passed.
+        match result {
+            Err(Error::Unavailable {
+                timeout,
+                attempts,
+                last,
+            }) => {
+                assert_eq!(timeout, Duration::from_millis(1000));
+                assert_eq!(attempts, 8);
+                assert!(last.starts_with("127.0.0.1:2: Unavailable"), "{last}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert_eq!(calls, 8);
+        assert_eq!(
+            spent,
+            Duration::from_millis(1000),
+            "gives up at its deadline"
         );
-        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_returned_at_once_without_a_retry() {
+        let (result, calls, spent) = retried(
+            &["127.0.0.1:1"],
+            |c| c,
+            |_| {
+                Err(Status::invalid_argument(
+                    "key is 5000 bytes; the limit is 4096",
+                ))
+            },
+        )
+        .await;
+        match result {
+            Err(Error::Rejected { code, message }) => {
+                assert_eq!(code, Code::InvalidArgument);
+                assert!(message.contains("limit is 4096"), "{message}");
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        assert_eq!((calls, spent), (1, Duration::ZERO), "not retried");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_after_failed_attempts_is_returned() {
+        let (result, calls, spent) = retried(
+            &["127.0.0.1:1"],
+            |c| c.backoff(Duration::from_millis(20), Duration::from_millis(500)),
+            |call| match call {
+                1..=3 => Err(Status::unavailable("electing")),
+                _ => Ok(()),
+            },
+        )
+        .await;
+        assert_eq!(result.unwrap().0, "127.0.0.1:1");
+        assert_eq!(calls, 4);
+        // Pauses of 20, 40 and 80 ms between the four attempts.
+        assert_eq!(spent, Duration::from_millis(140));
     }
 }

@@ -407,7 +407,10 @@ impl Admin for Api {
                     .map(|leader| leader.addr)
                     .unwrap_or_default(),
             })),
-            Err(e) => Err(Status::failed_precondition(e.to_string())),
+            // The core's reason alone ("not a voter") would not say which id was asked for.
+            Err(e) => Err(Status::failed_precondition(format!(
+                "cannot transfer leadership to node {to}: {e}"
+            ))),
         }
     }
 }

@@ -32,6 +32,7 @@ mod accept;
 pub mod certs;
 mod connector;
 mod error;
+mod liveness;
 mod socket;
 mod tls;
 
@@ -41,6 +42,7 @@ use quinn::{Endpoint, TokioRuntime};
 use transport::{Engine, Events, Transport, TransportConfig};
 
 pub use error::QuicError;
+pub use liveness::Liveness;
 pub use tls::NodeIdentity;
 
 use crate::connector::QuicConnector;
@@ -52,6 +54,15 @@ pub async fn start(
     config: TransportConfig,
     identity: NodeIdentity,
 ) -> Result<(Transport, Events), QuicError> {
+    start_with_liveness(config, identity, Liveness::default()).await
+}
+
+/// [`start`] with other keep-alive and idle timers than the defaults.
+pub async fn start_with_liveness(
+    config: TransportConfig,
+    identity: NodeIdentity,
+    liveness: Liveness,
+) -> Result<(Transport, Events), QuicError> {
     if identity.node_id() != config.node_id() {
         return Err(QuicError::WrongIdentity {
             identity: identity.node_id(),
@@ -61,11 +72,11 @@ pub async fn start(
     let (socket, released) = socket::bind(config.listen_addr())?;
     let mut endpoint = Endpoint::new_with_abstract_socket(
         identity.endpoint_config(),
-        Some(identity.server_config()?),
+        Some(identity.server_config_with(liveness)?),
         socket,
         Arc::new(TokioRuntime),
     )?;
-    endpoint.set_default_client_config(identity.client_config()?);
+    endpoint.set_default_client_config(identity.client_config_with(liveness)?);
     let local_addr = endpoint.local_addr()?;
     let engine = Engine::new(config);
     let acceptor = engine.acceptor();

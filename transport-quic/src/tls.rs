@@ -23,6 +23,7 @@ use transport::handshake::Refusal;
 
 use crate::certs::{self, CertError};
 use crate::error::QuicError;
+use crate::liveness::Liveness;
 
 /// ALPN protocol name of the peer transport.
 const ALPN: &[u8] = b"kv-raft/1";
@@ -36,10 +37,6 @@ const MAX_UDP_PAYLOAD: u16 = 65_000;
 /// First round-trip estimate, before any sample: cluster peers sit in one data centre, and
 /// the 333 ms default makes connecting to (and closing connections with) a dead peer slow.
 const INITIAL_RTT: Duration = Duration::from_millis(50);
-/// A silent peer is declared gone after this long (keep-alives flow much more often).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Keep-alive period, so that idle links stay up and a dead peer is noticed.
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// A node's certificate, key and the cluster CA it trusts.
 pub struct NodeIdentity {
@@ -104,8 +101,21 @@ impl NodeIdentity {
     }
 
     /// The quinn server configuration: TLS 1.3, client certificates required and verified
-    /// against the cluster CA.
+    /// against the cluster CA, default [`Liveness`].
     pub fn server_config(&self) -> Result<quinn::ServerConfig, QuicError> {
+        self.server_config_with(Liveness::default())
+    }
+
+    /// The quinn client configuration: TLS 1.3, the server verified against the cluster CA,
+    /// this node's certificate presented, default [`Liveness`].
+    pub fn client_config(&self) -> Result<quinn::ClientConfig, QuicError> {
+        self.client_config_with(Liveness::default())
+    }
+
+    pub(crate) fn server_config_with(
+        &self,
+        liveness: Liveness,
+    ) -> Result<quinn::ServerConfig, QuicError> {
         let provider = provider();
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider.clone())
@@ -117,13 +127,14 @@ impl NodeIdentity {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = QuicServerConfig::try_from(tls)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        config.transport_config(transport_config());
+        config.transport_config(transport_config(liveness));
         Ok(config)
     }
 
-    /// The quinn client configuration: TLS 1.3, the server verified against the cluster CA,
-    /// this node's certificate presented.
-    pub fn client_config(&self) -> Result<quinn::ClientConfig, QuicError> {
+    pub(crate) fn client_config_with(
+        &self,
+        liveness: Liveness,
+    ) -> Result<quinn::ClientConfig, QuicError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(self.roots()?)
@@ -131,7 +142,7 @@ impl NodeIdentity {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = QuicClientConfig::try_from(tls)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport_config());
+        config.transport_config(transport_config(liveness));
         Ok(config)
     }
 
@@ -141,7 +152,7 @@ impl NodeIdentity {
     /// at random in each process. A node killed and restarted then neither recognises the
     /// connection ids its peers still use (it drops their packets) nor could it sign a reset
     /// they would accept, so each peer writes into its dead connection until the idle timeout
-    /// (10 s) before reconnecting. Both keys are therefore derived from the node's private
+    /// (10 s by default) before reconnecting. Both keys are therefore derived from the node's private
     /// key: the same after a restart, and secret, so nobody else can forge a reset.
     pub(crate) fn endpoint_config(&self) -> quinn::EndpointConfig {
         let master = hmac::Key::new(hmac::HMAC_SHA256, self.key.secret_der());
@@ -170,7 +181,7 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+fn transport_config(liveness: Liveness) -> Arc<quinn::TransportConfig> {
     let mut mtu_discovery = quinn::MtuDiscoveryConfig::default();
     mtu_discovery.upper_bound(MAX_UDP_PAYLOAD);
     let mut config = quinn::TransportConfig::default();
@@ -179,11 +190,15 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .receive_window(CONNECTION_WINDOW.into())
         .send_window(u64::from(CONNECTION_WINDOW))
         .max_concurrent_uni_streams(0u32.into())
-        .keep_alive_interval(Some(KEEP_ALIVE))
+        .keep_alive_interval(Some(liveness.keep_alive()))
         .initial_rtt(INITIAL_RTT)
         .mtu_discovery_config(Some(mtu_discovery))
+        // `Liveness` caps the timeout at what QUIC can carry; the fallback is never taken.
         .max_idle_timeout(Some(
-            IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt"),
+            liveness
+                .idle_timeout()
+                .try_into()
+                .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::MAX)),
         ));
     Arc::new(config)
 }

@@ -3,30 +3,17 @@
 
 mod support;
 
-use std::time::Duration;
-
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use transport::conformance::{
-    CLUSTER_ID, WAIT, addresses, sample, start_node, test_config, wait_connected, wait_message,
+    CLUSTER_ID, WAIT, addresses, sample, start_node, test_config, wait_connected, wait_counter,
+    wait_message,
 };
 use transport::handshake::{Channel, Hello, HelloReply, Refusal, hello_codec};
-use transport::{Counter, Counters, FrameReader};
+use transport::{Counter, FrameReader};
 use transport_quic::{NodeIdentity, certs};
 
 use support::{QuicHarness, raw_stream_with};
-
-/// Waits until `counter` reaches `at_least`: the refusing side counts on its own task, after
-/// the client has already seen the failure.
-async fn counted(counters: &Counters, counter: Counter, at_least: u64) {
-    tokio::time::timeout(WAIT, async {
-        while counters.get(counter) < at_least {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{} never reached {at_least}", counter.name()));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_from_another_ca_is_refused() {
@@ -63,7 +50,8 @@ async fn certificate_from_another_ca_is_refused() {
         !matches!(outcome, Ok(Some(HelloReply::Accepted(_)))),
         "a certificate from another CA was accepted"
     );
-    counted(second.transport.counters(), Counter::TlsRefused, 1).await;
+    // The refusing side counts on its own task, possibly after the client saw the failure.
+    wait_counter(second.transport.counters(), Counter::TlsRefused, 1).await;
 
     wait_connected(&mut first, 2).await;
     first.transport.send(2, sample::heartbeat(1)).unwrap();
@@ -100,7 +88,7 @@ async fn certificate_must_name_the_node_of_the_handshake() {
             claimed: 1
         }))
     );
-    counted(second.transport.counters(), Counter::HandshakesRefused, 1).await;
+    wait_counter(second.transport.counters(), Counter::HandshakesRefused, 1).await;
 
     wait_connected(&mut first, 2).await;
     first.transport.send(2, sample::heartbeat(1)).unwrap();

@@ -12,18 +12,28 @@ use quinn::Endpoint;
 use raft::NodeId;
 use transport::conformance::{Harness, RawStream};
 use transport::{Events, Transport, TransportConfig};
-use transport_quic::{NodeIdentity, certs};
+use transport_quic::{Liveness, NodeIdentity, certs};
 
 /// Starts QUIC nodes with certificates from one cluster CA kept in a temporary directory.
 pub(crate) struct QuicHarness {
     dir: tempfile::TempDir,
+    liveness: Liveness,
 }
 
 impl QuicHarness {
     pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         certs::init_ca(dir.path()).expect("cluster CA");
-        Self { dir }
+        Self {
+            dir,
+            liveness: Liveness::default(),
+        }
+    }
+
+    /// Nodes started from now on use `liveness` instead of the default timers.
+    pub(crate) fn with_liveness(mut self, liveness: Liveness) -> Self {
+        self.liveness = liveness;
+        self
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -57,7 +67,7 @@ pub(crate) async fn raw_stream_with(
 impl Harness for QuicHarness {
     async fn start(&self, config: TransportConfig) -> io::Result<(Transport, Events)> {
         let identity = self.identity(config.node_id());
-        transport_quic::start(config, identity)
+        transport_quic::start_with_liveness(config, identity, self.liveness)
             .await
             .map_err(io::Error::other)
     }

@@ -8,8 +8,9 @@
 //! transport::conformance_tests!(my_transport::TestHarness::new());
 //! ```
 //!
-//! Everything runs on 127.0.0.1 with ports picked by binding port 0. Waits are on events, with
-//! timeouts only as failure guards.
+//! Everything runs on 127.0.0.1 with ports picked by binding port 0. Waits are on events or
+//! counters, with timeouts only as failure guards: no check depends on how fast the machine
+//! is, so the suite passes on a loaded machine as it does on an idle one.
 
 mod delivery;
 mod faults;
@@ -17,7 +18,7 @@ mod hostile;
 pub mod sample;
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use raft::NodeId;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::{Event, Events, Transport, TransportConfig};
+use crate::{Counter, Counters, Event, Events, Transport, TransportConfig};
 
 pub use delivery::{
     delivery_after_peer_restart, dropping_the_handle_stops_the_transport,
@@ -116,7 +117,123 @@ pub struct TestNode {
     /// Its transport.
     pub transport: Transport,
     /// Its events.
-    pub events: Events,
+    pub events: EventLog,
+}
+
+/// A node's event stream that loses nothing: a wait takes the first event it asks for, and
+/// the events it passes over on the way stay queued, in order, for later waits and checks.
+///
+/// A wait that threw away what it passed over could swallow the very event a later wait (or
+/// a "nothing from X arrived" check) needs, and whether it did would depend on timing.
+#[derive(Debug)]
+pub struct EventLog {
+    events: Events,
+    passed_over: VecDeque<Event>,
+}
+
+impl EventLog {
+    /// Wraps a transport's event stream.
+    pub fn new(events: Events) -> Self {
+        Self {
+            events,
+            passed_over: VecDeque::new(),
+        }
+    }
+
+    /// The next event, passed-over ones first; `None` once the transport has shut down and
+    /// every event has been taken.
+    pub async fn recv(&mut self) -> Option<Event> {
+        match self.passed_over.pop_front() {
+            Some(event) => Some(event),
+            None => self.events.recv().await,
+        }
+    }
+
+    /// The next event if one is ready, passed-over ones first.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.passed_over
+            .pop_front()
+            .or_else(|| self.events.try_recv())
+    }
+
+    /// Waits for at least one event and moves up to `limit` into `buffer`, passed-over ones
+    /// first; returns how many were added (0 once the stream has ended).
+    pub async fn recv_many(&mut self, buffer: &mut Vec<Event>, limit: usize) -> usize {
+        if self.passed_over.is_empty() {
+            return self.events.recv_many(buffer, limit).await;
+        }
+        let taken = limit.min(self.passed_over.len());
+        buffer.extend(self.passed_over.drain(..taken));
+        taken
+    }
+
+    /// Takes every event that has arrived so far, passed-over ones first, without waiting.
+    ///
+    /// A check that starts from a known point calls this there, so that an earlier event of
+    /// the same kind (say, an `Unreachable` from before the peer had started) cannot answer a
+    /// later wait; a check that nothing unwanted arrived inspects what it returns.
+    pub fn take_ready(&mut self) -> Vec<Event> {
+        let mut taken: Vec<Event> = self.passed_over.drain(..).collect();
+        while let Some(event) = self.events.try_recv() {
+            taken.push(event);
+        }
+        taken
+    }
+
+    /// Waits (at most [`WAIT`]) for the first event that `pick` accepts and takes it; every
+    /// other event stays queued.
+    pub async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        if let Some((at, found)) = self
+            .passed_over
+            .iter()
+            .enumerate()
+            .find_map(|(at, event)| Some((at, pick(event)?)))
+        {
+            self.passed_over.remove(at);
+            return found;
+        }
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    Some(event) => match pick(&event) {
+                        Some(found) => return found,
+                        None => self.passed_over.push_back(event),
+                    },
+                    None => panic!("event stream ended while waiting for {what}"),
+                }
+            }
+        };
+        match tokio::time::timeout(WAIT, wait).await {
+            Ok(found) => found,
+            Err(_) => panic!(
+                "timed out waiting for {what}; passed over: {}",
+                self.summary()
+            ),
+        }
+    }
+
+    /// The passed-over events in short (a snapshot's bytes would flood a failure message).
+    fn summary(&self) -> String {
+        const SHOWN: usize = 20;
+        let mut shown: Vec<String> = self
+            .passed_over
+            .iter()
+            .take(SHOWN)
+            .map(|event| match event {
+                Event::Message { from, message } => format!("{} from {from}", message.kind()),
+                Event::Unreachable { peer } => format!("unreachable {peer}"),
+                Event::PeerInfo { peer, .. } => format!("peer info {peer}"),
+            })
+            .collect();
+        if self.passed_over.len() > SHOWN {
+            shown.push(format!("{} more", self.passed_over.len() - SHOWN));
+        }
+        format!("[{}]", shown.join(", "))
+    }
 }
 
 /// The configuration the suite gives node `id` of a cluster at `addrs`: short back-off and
@@ -152,7 +269,7 @@ pub async fn start_node(harness: &impl Harness, config: TransportConfig) -> Test
         id,
         config,
         transport,
-        events,
+        events: EventLog::new(events),
     }
 }
 
@@ -166,47 +283,45 @@ pub async fn start_cluster(harness: &impl Harness, ids: &[NodeId]) -> Vec<TestNo
     nodes
 }
 
-/// Waits (at most [`WAIT`]) for an event that `pick` accepts, dropping the others.
-pub async fn wait_for<T>(
-    events: &mut Events,
-    what: &str,
-    mut pick: impl FnMut(Event) -> Option<T>,
-) -> T {
-    let wait = async {
-        loop {
-            match events.recv().await {
-                Some(event) => {
-                    if let Some(found) = pick(event) {
-                        return found;
-                    }
-                }
-                None => panic!("event stream ended while waiting for {what}"),
-            }
+/// Waits (at most [`WAIT`]) until `counter` reaches `at_least`.
+///
+/// Counters are plain atomics with no notification, so this polls; unlike a sleep followed by
+/// an assertion it waits for the condition itself, however slowly the machine runs.
+pub async fn wait_counter(counters: &Counters, counter: Counter, at_least: u64) {
+    let reached = tokio::time::timeout(WAIT, async {
+        while counters.get(counter) < at_least {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-    };
-    tokio::time::timeout(WAIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "{} never reached {at_least} (it is {})",
+        counter.name(),
+        counters.get(counter)
+    );
 }
 
 /// Waits until `node` has completed a handshake with `peer` (in either direction).
 pub async fn wait_connected(node: &mut TestNode, peer: NodeId) {
     let what = format!("node {} to learn about peer {peer}", node.id);
-    wait_for(&mut node.events, &what, |event| match event {
-        Event::PeerInfo { peer: p, .. } if p == peer => Some(()),
-        _ => None,
-    })
-    .await
+    node.events
+        .wait_for(&what, |event| match event {
+            Event::PeerInfo { peer: p, .. } if *p == peer => Some(()),
+            _ => None,
+        })
+        .await
 }
 
-/// Waits for a message from `from`, dropping other events.
+/// Waits for the next message from `from` (other events stay queued).
 pub async fn wait_message(node: &mut TestNode, from: NodeId) -> raft::Message {
     let what = format!("node {} to receive a message from {from}", node.id);
-    wait_for(&mut node.events, &what, |event| match event {
-        Event::Message { from: f, message } if f == from => Some(message),
-        _ => None,
-    })
-    .await
+    node.events
+        .wait_for(&what, |event| match event {
+            Event::Message { from: f, message } if *f == from => Some(message.clone()),
+            _ => None,
+        })
+        .await
 }
 
 /// Sends `message`, retrying while the lane is full (the queue drains as the link writes).
