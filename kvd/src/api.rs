@@ -407,10 +407,8 @@ impl Admin for Api {
                     .map(|leader| leader.addr)
                     .unwrap_or_default(),
             })),
-            // The core's reason alone ("not a voter") would not say which id was asked for.
-            Err(e) => Err(Status::failed_precondition(format!(
-                "cannot transfer leadership to node {to}: {e}"
-            ))),
+            // The core's refusal names the target and the reason ("it is a learner", ...).
+            Err(e) => Err(Status::failed_precondition(e.to_string())),
         }
     }
 }
