@@ -25,7 +25,11 @@ pub struct SessionLimits {
     pub request_window: usize,
     /// Clients remembered at once; the least recently active is evicted beyond this.
     pub max_sessions: usize,
-    /// A client that has not written for this many log entries is forgotten.
+    /// A client that has not written for this many log entries is forgotten: with its last
+    /// applied write at index `i`, it is still known while entry `i + session_expiry_entries`
+    /// applies and forgotten before entry `i + session_expiry_entries + 1` does. Every entry
+    /// counts (no-op and membership entries too); a duplicate or refused request is not a
+    /// write.
     pub session_expiry_entries: u64,
 }
 
