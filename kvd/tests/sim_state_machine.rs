@@ -697,17 +697,13 @@ impl KvMachine {
 }
 
 impl StateMachine for KvMachine {
+    /// A no-op or membership entry: kvd's node loop hands it to `KvStore::apply_entry`, which
+    /// skips it (sessions may expire there).
+    fn skip(&mut self, index: Index) {
+        self.kv.skip(index);
+    }
+
     fn apply(&mut self, index: Index, command: &Bytes) {
-        // The simulator passes only commands; the indexes it skipped held no-op or membership
-        // entries, which kvd's node loop hands to `KvStore::apply_entry` (and so to `skip`).
-        // Skipping to the last of them here leaves the store, after this command, exactly
-        // where the node loop leaves it: expiry looks only at the newest index it is given.
-        // (In between, at a no-op index itself, the node loop would already have expired
-        // sessions that this store still holds until the next command: a snapshot taken
-        // there differs, but no answer can tell.)
-        if index > self.kv.applied() + 1 {
-            self.kv.skip(index - 1);
-        }
         let entry = Entry::new(0, index, EntryPayload::Command(command.clone()));
         let mut answer = match self.kv.apply_entry(&entry) {
             Ok(Some(result)) => Ok(result),

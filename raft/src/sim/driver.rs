@@ -459,8 +459,9 @@ impl<S: StateMachine> Simulation<S> {
                             at: now,
                         });
                     }
-                    if let EntryPayload::Command(command) = entry.payload() {
-                        sn.machine.apply(entry.index(), command);
+                    match entry.payload() {
+                        EntryPayload::Command(command) => sn.machine.apply(entry.index(), command),
+                        _ => sn.machine.skip(entry.index()),
                     }
                     sn.applied = entry.index();
                     let state = sn.machine.fingerprint();

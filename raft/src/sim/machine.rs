@@ -12,6 +12,12 @@ use crate::types::Index;
 pub trait StateMachine {
     /// Applies the command of the entry at `index`.
     fn apply(&mut self, index: Index, command: &Bytes);
+    /// The entry at `index` carries no command (a leader's no-op or a membership change). A
+    /// machine that keys anything on log indexes (expiry, say) sees every index this way;
+    /// the default does nothing.
+    fn skip(&mut self, index: Index) {
+        let _ = index;
+    }
     /// Serialises the whole state.
     fn snapshot(&self) -> Bytes;
     /// Replaces the state with a snapshot made by [`StateMachine::snapshot`] (empty bytes mean
