@@ -253,3 +253,142 @@ fn a_candidate_counts_its_own_vote_only_once_durable() {
     assert!(c.node(1).is_leader());
     assert_eq!(c.storage(1).hard_state().vote(), Some(1));
 }
+
+/// Sends node `to` a vote response from `from`, and returns whether it was counted (a
+/// response that is not counted is recorded as invalid).
+fn vote_response(
+    c: &mut Cluster,
+    to: u64,
+    from: u64,
+    term: u64,
+    pre_vote: bool,
+    granted: bool,
+) -> bool {
+    let invalid = c.node(to).stats().invalid();
+    let now = c.now;
+    let message = Message::VoteResponse {
+        term,
+        pre_vote,
+        granted,
+    };
+    c.node_mut(to).step(now, from, message);
+    c.drain(to);
+    c.node(to).stats().invalid() == invalid
+}
+
+#[test]
+fn a_pre_candidate_counts_only_answers_to_its_own_round() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.now += Duration::from_secs(2);
+    c.timeout(2);
+    c.mailbox.clear();
+    assert_eq!(
+        (c.node(2).role(), c.node(2).term()),
+        (Role::PreCandidate, 1)
+    );
+    // A grant tagged with the current term answers an older round: not counted.
+    assert!(!vote_response(&mut c, 2, 3, 1, true, true));
+    assert_eq!(c.node(2).role(), Role::PreCandidate);
+    // A refusal tagged with the current term is counted, and a majority of them ends the
+    // round.
+    assert!(vote_response(&mut c, 2, 1, 1, true, false));
+    assert!(vote_response(&mut c, 2, 3, 1, true, false));
+    assert_eq!(c.node(2).role(), Role::Follower);
+    assert_eq!(c.node(2).term(), 1, "a pre-vote never bumps the term");
+}
+
+#[test]
+fn a_candidate_refused_by_a_majority_steps_down_and_keeps_its_vote() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.timeout(1);
+    c.mailbox.clear();
+    assert_eq!((c.node(1).role(), c.node(1).term()), (Role::Candidate, 1));
+    let deadline_as_candidate = c.node(1).poll_timeout();
+    c.now += Duration::from_millis(400);
+    // A refusal from another round is not counted; two from this one end the election.
+    assert!(!vote_response(&mut c, 1, 2, 1, true, false));
+    assert!(vote_response(&mut c, 1, 2, 1, false, false));
+    assert_eq!(c.node(1).role(), Role::Candidate);
+    assert!(vote_response(&mut c, 1, 3, 1, false, false));
+    assert_eq!(
+        c.node(1).role(),
+        Role::Follower,
+        "lost, but still a candidate"
+    );
+    // Stepping down restarts the election timer from now.
+    let deadline = c.node(1).poll_timeout();
+    assert!(
+        deadline >= c.now + Duration::from_millis(500),
+        "{deadline} vs {}",
+        c.now
+    );
+    assert_ne!(deadline, deadline_as_candidate);
+    // It voted for itself in term 1: another candidate of term 1 gets nothing.
+    let now = c.now;
+    let last = c.node(2).last_index();
+    c.node_mut(1).step(
+        now,
+        2,
+        Message::VoteRequest {
+            term: 1,
+            pre_vote: false,
+            last_log_index: last,
+            last_log_term: 0,
+            transfer: false,
+        },
+    );
+    c.drain(1);
+    let granted = c
+        .mailbox
+        .iter()
+        .any(|(from, _, m)| *from == 1 && matches!(m, Message::VoteResponse { granted: true, .. }));
+    assert!(!granted, "voted twice in term 1");
+    assert_eq!(c.storage(1).hard_state().vote(), Some(1));
+}
+
+#[test]
+fn an_isolated_leader_keeps_its_role_for_an_election_timeout() {
+    // CheckQuorum judges a leader once per election timeout, not at every heartbeat.
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    assert_eq!(c.node(1).stats().leader_terms(), 1);
+    c.hold_messages_of(1);
+    for _ in 0..8 {
+        c.elapse(Duration::from_millis(50));
+    }
+    assert!(c.node(1).is_leader(), "stepped down within 400 ms");
+    for _ in 0..16 {
+        c.elapse(Duration::from_millis(50));
+    }
+    assert!(!c.node(1).is_leader());
+}
+
+#[test]
+fn a_follower_ignores_vote_requests_only_within_the_lease() {
+    // CheckQuorum's lease lasts the minimum election timeout (500 ms) after hearing from the
+    // leader: a disruptive candidate is ignored just before it ends, heard just after.
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.elect(1);
+    c.hold_messages_of(1);
+    let heard = c.now;
+    let request = |c: &Cluster| Message::VoteRequest {
+        term: c.node(2).term() + 1,
+        pre_vote: false,
+        last_log_index: c.node(3).last_index(),
+        last_log_term: 1,
+        transfer: false,
+    };
+    let at = heard + Duration::from_millis(499);
+    let message = request(&c);
+    c.node_mut(2).step(at, 3, message);
+    assert_eq!(c.node(2).term(), 1, "a candidate got through the lease");
+    let at = heard + Duration::from_millis(500);
+    let message = request(&c);
+    c.node_mut(2).step(at, 3, message);
+    assert_eq!(
+        c.node(2).term(),
+        2,
+        "the lease outlived the election timeout"
+    );
+}
