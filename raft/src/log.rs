@@ -334,4 +334,158 @@ mod tests {
         assert_eq!(log.slice(1, 4, usize::MAX).unwrap().len(), 4);
         assert_eq!(log.slice(2, 3, usize::MAX).unwrap().len(), 2);
     }
+
+    /// A plain model of the log: every entry's term after the snapshot point, and which
+    /// entries were written since the last flush.
+    #[derive(Debug, Clone)]
+    struct Model {
+        snapshot: (Index, Term),
+        terms: Vec<Term>,
+        unflushed_from: Option<Index>,
+    }
+
+    impl Model {
+        fn last_index(&self) -> Index {
+            self.snapshot.0 + self.terms.len() as Index
+        }
+
+        fn term_at(&self, index: Index) -> Option<Term> {
+            if index == self.snapshot.0 {
+                return Some(self.snapshot.1);
+            }
+            if index < self.snapshot.0 {
+                return None;
+            }
+            self.terms
+                .get((index - self.snapshot.0 - 1) as usize)
+                .copied()
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(bool),
+        Truncate(u8),
+        Compact(u8),
+        Trim(u8),
+        Flush,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => any::<bool>().prop_map(Op::Push),
+            1 => any::<u8>().prop_map(Op::Truncate),
+            1 => any::<u8>().prop_map(Op::Compact),
+            1 => any::<u8>().prop_map(Op::Trim),
+            1 => Just(Op::Flush),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Every query of the log agrees with the plain model after any sequence of writes,
+        /// truncations, compactions, cache trims and flushes.
+        #[test]
+        fn the_log_matches_a_plain_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut log = RaftLog::new(0, 0, Vec::new());
+            let mut model = Model { snapshot: (0, 0), terms: Vec::new(), unflushed_from: None };
+            for op in ops {
+                let last = model.last_index();
+                match op {
+                    Op::Push(new_term) => {
+                        let term = model.term_at(last).unwrap() + u64::from(new_term);
+                        log.push(Entry::new(term, last + 1, EntryPayload::Noop));
+                        model.terms.push(term);
+                        model.unflushed_from.get_or_insert(last + 1);
+                    }
+                    Op::Truncate(k) => {
+                        let from = model.snapshot.0 + 1 + u64::from(k) % (last - model.snapshot.0 + 1);
+                        log.truncate_from(from);
+                        model.terms.truncate((from - model.snapshot.0 - 1) as usize);
+                        if from <= last {
+                            model.unflushed_from = Some(model.unflushed_from.map_or(from, |u| u.min(from)));
+                        }
+                    }
+                    Op::Compact(k) => {
+                        let to = u64::from(k) % (last + 2);
+                        log.compact(to);
+                        if to > model.snapshot.0 && to <= last {
+                            let term = model.term_at(to).unwrap();
+                            model.terms.drain(..(to - model.snapshot.0) as usize);
+                            model.snapshot = (to, term);
+                            if model.unflushed_from.is_some_and(|u| u <= to) {
+                                model.unflushed_from = (to < last).then_some(to + 1);
+                            }
+                        }
+                    }
+                    Op::Trim(k) => log.trim_cache(u64::from(k) % (last + 2)),
+                    Op::Flush => {
+                        let got = log.take_unflushed();
+                        let want = model.unflushed_from.take().filter(|&u| u <= last);
+                        match (got, want) {
+                            (None, None) => {}
+                            (Some(entries), Some(from)) => {
+                                let indexes: Vec<Index> = entries.iter().map(Entry::index).collect();
+                                proptest::prop_assert_eq!(indexes, (from..=last).collect::<Vec<_>>());
+                                for e in &entries {
+                                    proptest::prop_assert_eq!(Some(e.term()), model.term_at(e.index()));
+                                }
+                            }
+                            (got, want) => proptest::prop_assert!(false, "flushed {got:?}, model {want:?}"),
+                        }
+                    }
+                }
+                let last = model.last_index();
+                proptest::prop_assert_eq!(log.last_index(), last);
+                proptest::prop_assert_eq!(log.snapshot_index(), model.snapshot.0);
+                proptest::prop_assert_eq!(log.last_term(), model.term_at(last).unwrap());
+                let max_term = model.term_at(last).unwrap();
+                for index in model.snapshot.0.saturating_sub(1)..=last + 1 {
+                    proptest::prop_assert_eq!(log.term_at(index), model.term_at(index), "term at {}", index);
+                    if let Some(e) = log.entry(index) {
+                        proptest::prop_assert_eq!((e.index(), Some(e.term())), (index, model.term_at(index)));
+                    }
+                    if index <= model.snapshot.0 {
+                        proptest::prop_assert_eq!(log.first_index_of_run(index), model.snapshot.0 + 1);
+                    } else if index <= last {
+                        let term = model.term_at(index).unwrap();
+                        let mut first = index;
+                        while first - 1 > model.snapshot.0 && model.term_at(first - 1) == Some(term) {
+                            first -= 1;
+                        }
+                        proptest::prop_assert_eq!(log.first_index_of_run(index), first, "run of {}", index);
+                    }
+                }
+                // Entries not yet flushed are always in memory.
+                if let Some(from) = model.unflushed_from {
+                    for index in from..=last {
+                        proptest::prop_assert!(log.entry(index).is_some(), "unflushed {} not cached", index);
+                    }
+                }
+                for term in 0..=max_term + 1 {
+                    let of_term = (model.snapshot.0 + 1..=last).rev().find(|&i| model.term_at(i) == Some(term));
+                    proptest::prop_assert_eq!(log.last_index_of_term(term), of_term, "last of term {}", term);
+                    let at_most = (model.snapshot.0..=last).rev().find(|&i| model.term_at(i).unwrap() <= term).unwrap_or(model.snapshot.0);
+                    proptest::prop_assert_eq!(log.last_index_with_term_at_most(term), at_most, "at most {}", term);
+                    for index in [last.saturating_sub(1), last, last + 1] {
+                        let up_to_date = (term, index) >= (max_term, last);
+                        proptest::prop_assert_eq!(log.is_up_to_date(term, index), up_to_date);
+                    }
+                }
+                // A slice of cached entries is contiguous, capped, and never empty.
+                if let Some(first) = (model.snapshot.0 + 1..=last).find(|&i| log.entry(i).is_some()) {
+                    for (cap, max_bytes) in [(last, usize::MAX), (last, 0), (first + 1, 60)] {
+                        let got = log.slice(first, cap, max_bytes).expect("cached");
+                        proptest::prop_assert!(!got.is_empty());
+                        let want_last = if max_bytes == usize::MAX { cap.min(last) } else {
+                            (first + (max_bytes / Entry::new(0, 0, EntryPayload::Noop).size()).max(1) as Index - 1).min(cap).min(last)
+                        };
+                        proptest::prop_assert_eq!(got.first().map(Entry::index), Some(first));
+                        proptest::prop_assert_eq!(got.last().map(Entry::index), Some(want_last));
+                    }
+                }
+                proptest::prop_assert!(log.slice(last + 1, last + 1, usize::MAX).is_none());
+            }
+        }
+    }
 }
