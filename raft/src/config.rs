@@ -175,3 +175,49 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_each_bad_setting_is_refused_by_name() {
+        assert!(Config::new(7).validate().is_ok());
+        assert_eq!(Config::new(7).id(), 7);
+        let ms = Duration::from_millis;
+        let cases = [
+            (Config::new(0), "node id 0"),
+            (
+                Config::new(1).heartbeat_interval(Duration::ZERO),
+                "heartbeat interval",
+            ),
+            (
+                Config::new(1).heartbeat_interval(ms(500)),
+                "exceed the heartbeat interval",
+            ),
+            (
+                Config::new(1).election_timeout(ms(500), ms(500)),
+                "max must exceed min",
+            ),
+            (Config::new(1).max_inflight_appends(0), "inflight"),
+            (Config::new(1).read_timeout(0), "read timeout"),
+            (Config::new(1).max_pending_reads(0), "pending reads"),
+        ];
+        for (config, expected) in cases {
+            match config.validate() {
+                Err(Error::InvalidConfig(why)) => assert!(why.contains(expected), "{why}"),
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
+        // Just inside each bound is fine.
+        let edge = Config::new(1)
+            .heartbeat_interval(ms(1))
+            .election_timeout(ms(2), ms(3))
+            .max_inflight_appends(1)
+            .read_timeout(1)
+            .max_pending_reads(1);
+        assert!(edge.validate().is_ok());
+        assert_eq!(edge.read_timeout_duration(), ms(3));
+        assert_eq!(Config::new(1).read_timeout_duration(), ms(2000));
+    }
+}

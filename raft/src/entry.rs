@@ -164,3 +164,21 @@ impl Snapshot {
         &self.data
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_count_the_payload_and_a_fixed_overhead() {
+        let command = Entry::new(1, 1, EntryPayload::Command(Bytes::from_static(b"12345")));
+        let noop = Entry::new(1, 2, EntryPayload::Noop);
+        let members = Membership::new([1, 2, 3]).with_learners([4]);
+        let membership = Entry::new(1, 3, EntryPayload::Membership(Box::new(members)));
+        assert_eq!(noop.size(), 24);
+        assert_eq!(command.size(), 24 + 5);
+        assert_eq!(membership.size(), 24 + 8 * 4);
+        assert_eq!(command.command().map(|c| c.len()), Some(5));
+        assert_eq!(noop.command(), None);
+    }
+}

@@ -133,3 +133,47 @@ impl MemStorage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{EntryPayload, SnapshotMeta};
+    use crate::membership::Membership;
+    use crate::output::PersistToken;
+
+    fn entries(range: std::ops::RangeInclusive<Index>) -> Vec<Entry> {
+        range
+            .map(|i| Entry::new(1, i, EntryPayload::Noop))
+            .collect()
+    }
+
+    fn indexes(entries: Vec<Entry>) -> Vec<Index> {
+        entries.iter().map(Entry::index).collect()
+    }
+
+    #[test]
+    fn entries_are_served_within_the_stored_range_only() {
+        let mut store = MemStorage::new();
+        store.persist(&Persist {
+            token: PersistToken(1),
+            hard_state: None,
+            snapshot: None,
+            entries: entries(1..=10),
+        });
+        assert_eq!(store.last_index(), 10);
+        let meta = SnapshotMeta::new(4, 1, Membership::new([1]));
+        store.save_snapshot(Snapshot::new(meta, bytes::Bytes::new()));
+        assert_eq!(store.last_index(), 10);
+        assert_eq!(indexes(store.entries(5, 7)), vec![5, 6, 7]);
+        assert_eq!(indexes(store.entries(5, 5)), vec![5]);
+        assert_eq!(indexes(store.entries(9, 20)), vec![9, 10]);
+        assert!(store.entries(4, 6).is_empty(), "index 4 is in the snapshot");
+        assert!(store.entries(7, 6).is_empty());
+        assert!(store.entries(11, 12).is_empty());
+        // A snapshot past every entry leaves the log empty after it.
+        let meta = SnapshotMeta::new(12, 1, Membership::new([1]));
+        store.save_snapshot(Snapshot::new(meta, bytes::Bytes::new()));
+        assert_eq!(store.last_index(), 12);
+        assert!(store.entries(12, 13).is_empty());
+    }
+}

@@ -305,7 +305,7 @@ mod tests {
     proptest! {
         // The committed index is reached by a majority and no larger index is.
         #[test]
-        fn committed_index_matches_definition(matches in proptest::collection::vec(0u64..50, 1..8)) {
+        fn committed_index_matches_definition(matches in proptest::collection::vec(0u64..50, 1..12)) {
             let m = Membership::new(1..=matches.len() as u64);
             let at = |id: NodeId| matches[(id - 1) as usize];
             let c = m.committed_index(at);
@@ -316,7 +316,7 @@ mod tests {
 
         // Won and Lost are mutually exclusive with what a majority could still do.
         #[test]
-        fn vote_result_is_consistent(answers in proptest::collection::vec(proptest::option::of(any::<bool>()), 1..8)) {
+        fn vote_result_is_consistent(answers in proptest::collection::vec(proptest::option::of(any::<bool>()), 1..12)) {
             let m = Membership::new(1..=answers.len() as u64);
             let n = answers.len();
             let granted = answers.iter().filter(|a| **a == Some(true)).count();

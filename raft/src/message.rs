@@ -207,3 +207,103 @@ impl Message {
         matches!(self, Self::InstallSnapshot { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::entry::{EntryPayload, SnapshotMeta};
+    use crate::membership::Membership;
+
+    const TOP: u64 = MAX_INDEX;
+    const OVER: u64 = MAX_INDEX + 1;
+
+    /// Every message kind, with every index and term field set by `f(field number)`.
+    fn messages(f: impl Fn(usize) -> u64) -> Vec<Message> {
+        let entry = |term, index| Entry::new(term, index, EntryPayload::Noop);
+        let snapshot = |index, term| {
+            Snapshot::new(
+                SnapshotMeta::new(index, term, Membership::new([1])),
+                Bytes::new(),
+            )
+        };
+        vec![
+            Message::VoteRequest {
+                term: 1,
+                pre_vote: false,
+                last_log_index: f(0),
+                last_log_term: f(1),
+                transfer: false,
+            },
+            Message::Append {
+                term: 1,
+                prev_index: f(2),
+                prev_term: f(3),
+                entries: vec![entry(f(4), f(5))],
+                commit: f(6),
+            },
+            Message::AppendResponse {
+                term: 1,
+                outcome: AppendOutcome::Accepted { match_index: f(7) },
+            },
+            Message::AppendResponse {
+                term: 1,
+                outcome: AppendOutcome::Rejected {
+                    rejected_index: f(8),
+                    hint_index: f(9),
+                    hint_term: Some(f(10)),
+                },
+            },
+            Message::Heartbeat {
+                term: 1,
+                commit: f(11),
+                read_round: 0,
+            },
+            Message::InstallSnapshot {
+                term: 1,
+                snapshot: snapshot(f(12), f(13)),
+            },
+            Message::ReadIndexResponse {
+                term: 1,
+                id: 0,
+                index: Some(f(14)),
+            },
+        ]
+    }
+
+    #[test]
+    fn one_field_past_the_limit_puts_a_message_out_of_range() {
+        // The append's previous index is kept low so that its entry ends within the limit.
+        let at_limit = |field| if field == 2 { 0 } else { TOP };
+        assert!(messages(at_limit).iter().all(Message::in_range));
+        for field in 0..15 {
+            let over = |f| if f == field { OVER } else { at_limit(f) };
+            let bad: Vec<_> = messages(over)
+                .into_iter()
+                .filter(|m| !m.in_range())
+                .collect();
+            assert_eq!(bad.len(), 1, "field {field} past the limit went unnoticed");
+        }
+        // Entries may not end past the limit, whatever their own fields say.
+        let ends_past = Message::Append {
+            term: 1,
+            prev_index: TOP,
+            prev_term: 1,
+            entries: vec![Entry::new(1, 5, EntryPayload::Noop)],
+            commit: 0,
+        };
+        assert!(!ends_past.in_range());
+        let term_over = Message::TimeoutNow { term: OVER };
+        assert!(!term_over.in_range());
+        assert!(Message::TimeoutNow { term: TOP }.in_range());
+    }
+
+    #[test]
+    fn only_install_snapshot_is_a_snapshot() {
+        let all = messages(|_| 1);
+        let snapshots: Vec<_> = all.iter().filter(|m| m.is_snapshot()).collect();
+        assert_eq!(snapshots.len(), 1);
+        assert_eq!(snapshots[0].kind(), "InstallSnapshot");
+    }
+}

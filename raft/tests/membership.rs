@@ -342,3 +342,29 @@ fn leadership_goes_only_to_a_voter() {
     // The leader still accepts proposals: no transfer was started.
     c.propose(1, "still leading");
 }
+
+#[test]
+fn the_catch_up_distance_is_inclusive_and_applies_to_new_voters_only() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).catch_up_entries(5));
+    c.add_node(4);
+    c.elect(1);
+    change(&mut c, 1, Membership::new([1, 2, 3]).with_learners([4])).unwrap();
+    // Node 4 stops hearing from the leader, exactly 5 entries behind its last index.
+    c.hold_messages_of(4);
+    let matched = c.node(1).match_index(4).unwrap();
+    while c.node(1).last_index() < matched + 5 {
+        c.propose(1, "x");
+    }
+    c.stabilize();
+    assert_eq!(c.node(1).last_index(), matched + 5);
+    // Node 3 lags far behind too: as an existing voter, that blocks no change.
+    c.hold_messages_of(3);
+    let now = c.now;
+    let promoted = c
+        .node_mut(1)
+        .propose_membership(now, Membership::new([1, 2, 3, 4]));
+    assert!(
+        promoted.is_ok(),
+        "5 entries behind with a distance of 5: {promoted:?}"
+    );
+}

@@ -482,6 +482,33 @@ fn restarting_from_inconsistent_storage_is_an_error() {
             "snapshot at index 4 has term 0",
         ),
         (
+            "a snapshot term at the top of the range",
+            RestoreState {
+                hard_state: HardState::new(u64::MAX, None, 0),
+                snapshot: SnapshotMeta::new(1, u64::MAX, Membership::new([1, 2, 3])),
+                entries: Vec::new(),
+            },
+            "out of range",
+        ),
+        (
+            "an entry term at the top of the range",
+            RestoreState {
+                hard_state: HardState::new(u64::MAX, None, 0),
+                snapshot: voters(),
+                entries: vec![entry(u64::MAX, 1, "e")],
+            },
+            "entry 1 has term",
+        ),
+        (
+            "an entry index past the top of the range",
+            RestoreState {
+                hard_state: HardState::new(1, None, 0),
+                snapshot: SnapshotMeta::new(i64::MAX as u64, 1, Membership::new([1, 2, 3])),
+                entries: vec![entry(1, i64::MAX as u64 + 1, "e")],
+            },
+            "entry 9223372036854775808 has term",
+        ),
+        (
             "an index at the top of the range",
             RestoreState {
                 hard_state: HardState::new(1, None, 0),
