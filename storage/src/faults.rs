@@ -67,6 +67,18 @@ impl Faults {
     pub(crate) fn skip_dir_fsync(self) -> bool {
         cfg!(feature = "test-util") && self.skip_dir_fsync
     }
+
+    /// The value naming these faults, if any.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn name(self) -> Option<&'static str> {
+        if self.skip_fsync {
+            Some("skip-fsync")
+        } else if self.skip_dir_fsync {
+            Some("skip-dir-fsync")
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@
 //! - `prealloc`: zero-filled spare segments prepared off the write path;
 //! - `vfs`: [`Vfs`], the file system every file operation goes through;
 //! - `faults`: test-only injected durability bugs (`STORAGE_INJECT`, `test-util` feature);
+//! - `test_util` (`test-util` feature): `SimFs`, a simulated disk for power-cut tests;
 //! - `options`, `stats`, `error`.
 
 mod error;
@@ -76,6 +77,8 @@ mod segment;
 mod snapshot_file;
 mod stats;
 mod storage;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod vfs;
 
 pub use error::{Result, StorageError};
