@@ -296,7 +296,7 @@ impl<F: Vfs> Storage<F> {
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         for d in [dir, &wal_dir, &snap_dir] {
-            vfs::create_dir_all(&fs, d)?;
+            vfs::create_dir_all(&fs, d, faults)?;
         }
         snapshot_file::remove_temporaries(&fs, &snap_dir)?;
         snapshot_file::remove_temporaries(&fs, &wal_dir)?;

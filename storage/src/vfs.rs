@@ -180,23 +180,35 @@ pub(crate) fn sync_dir_after_create<F: Vfs>(fs: &F, dir: &Path, faults: Faults) 
     sync_dir(fs, dir)
 }
 
-/// Creates directory `dir` and any missing parents.
-pub(crate) fn create_dir_all<F: Vfs>(fs: &F, dir: &Path) -> Result<()> {
+/// Creates directory `dir` and any missing parents, durably: the parent of every directory
+/// created here is synced, or a power cut could forget the new directory and everything in it,
+/// the `wal` directory of a fresh store with all it acknowledged included.
+pub(crate) fn create_dir_all<F: Vfs>(fs: &F, dir: &Path, faults: Faults) -> Result<()> {
+    // A relative name without a parent lives in the working directory.
+    let parent = dir.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
     match fs.create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let parent = dir
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .ok_or_else(|| StorageError::io(dir, e))?;
-            create_dir_all(fs, parent)?;
+            let parent = parent.ok_or_else(|| StorageError::io(dir, e))?;
+            create_dir_all(fs, parent, faults)?;
             match fs.create_dir(dir) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(StorageError::io(dir, e)),
-                _ => Ok(()),
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) => return Err(StorageError::io(dir, e)),
             }
         }
-        Err(e) => Err(StorageError::io(dir, e)),
+        Err(e) => return Err(StorageError::io(dir, e)),
+    }
+    match parent {
+        Some(parent) => sync_dir_after_create(fs, parent, faults),
+        None => Ok(()),
     }
 }
 

@@ -747,3 +747,11 @@ fn acknowledged_writes_survive_power_cuts() {
     }
 }
 
+
+/// Seed 1 on a store whose parent directory did not exist yet: the power cut forgot the new
+/// directories, and with them every acknowledged write, until creating a directory synced its
+/// parent.
+#[test]
+fn regression_seed_1_new_directories_survive_a_power_cut() {
+    run_seed(1, false, &mut Totals::default());
+}
