@@ -20,6 +20,9 @@
 //!    empty after the snapshot (reported). A log that *starts* after the snapshot means lost
 //!    segments: an error.
 //! 6. A fresh segment is started for new writes; obsolete snapshots and segments are removed.
+//! 7. What is recovered is made durable before it is returned: a process that died before its
+//!    fsync leaves data the OS holds but the disk may not, and the restarted node relies on
+//!    it (it may acknowledge those entries to a leader). So the last segment is synced.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -360,7 +363,16 @@ impl<F: Vfs> Storage<F> {
                 file.set_len(end)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| StorageError::io(&path, e))?;
+                Counters::add(&counters.fsyncs, 1);
                 report.cut = Some(cut);
+            } else if is_last {
+                // Records the last run wrote but never synced are recovered like the rest:
+                // make them durable before the node acts on them (every earlier segment was
+                // synced when the next one was started).
+                vfs::open(&fs, &path, OpenMode::Read)?
+                    .sync_data()
+                    .map_err(|e| StorageError::io(&path, e))?;
+                Counters::add(&counters.fsyncs, 1);
             }
         }
 
