@@ -22,7 +22,8 @@
 //! 6. A fresh segment is started for new writes; obsolete snapshots and segments are removed.
 //! 7. What is recovered is made durable before it is returned: a process that died before its
 //!    fsync leaves data the OS holds but the disk may not, and the restarted node relies on
-//!    it (it may acknowledge those entries to a leader). So the last segment is synced.
+//!    it (it may acknowledge those entries to a leader). So the store's directories and the
+//!    last segment are synced, whatever the last run did.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -301,9 +302,20 @@ impl<F: Vfs> Storage<F> {
         for d in [dir, &wal_dir, &snap_dir] {
             vfs::create_dir_all(&fs, d, faults)?;
         }
+        let counters = Arc::new(Counters::default());
+        // What this open recovers is what the node relies on from now on, but an earlier run
+        // may have stopped (a process crash, not a power cut) after the OS had it and before
+        // it was synced: a directory created, a snapshot renamed into place, records written.
+        // Sync all of it before it is used: the store's directory and its entry in the
+        // parent, the snapshots, the last segment (below; the WAL directory is synced when
+        // the new segment is created).
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        for d in parent.into_iter().chain([dir, snap_dir.as_path()]) {
+            vfs::sync_dir(&fs, d)?;
+            Counters::add(&counters.fsyncs, 1);
+        }
         snapshot_file::remove_temporaries(&fs, &snap_dir)?;
         snapshot_file::remove_temporaries(&fs, &wal_dir)?;
-        let counters = Arc::new(Counters::default());
         let mut report = RecoveryReport::default();
 
         let snapshots = snapshot_file::list(&fs, &snap_dir)?;

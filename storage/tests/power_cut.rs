@@ -762,3 +762,12 @@ fn regression_seed_1_new_directories_survive_a_power_cut() {
 fn regression_seed_0_recovered_records_are_made_durable() {
     run_seed(0, true, &mut Totals::default());
 }
+
+/// Seed 573: the machine stopped between creating the store's directory and syncing its
+/// parent; the restarted process found the directory in place and never synced it, and a
+/// later power cut forgot it with everything acknowledged since, until every open synced the
+/// store's directory and its parent.
+#[test]
+fn regression_seed_573_an_open_syncs_the_store_directory() {
+    run_seed(573, true, &mut Totals::default());
+}
