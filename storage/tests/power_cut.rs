@@ -21,7 +21,7 @@
 //! last sync of that file; the test then runs [`storage::repair_in`], which may drop only
 //! unsynced data, and checks the result the same way.
 //!
-//! `POWER_CUT_SEEDS=N` runs seeds `0..N` (default 3,000 with optimisations, 150 without);
+//! `POWER_CUT_SEEDS=N` runs seeds `0..N` (default 3,000 with optimisations, 300 without);
 //! `POWER_CUT_SEED=S` runs seed S alone. A failure prints its seed and the command that
 //! replays it. `STORAGE_INJECT=skip-fsync|skip-dir-fsync` must make this test fail.
 
@@ -715,7 +715,7 @@ fn acknowledged_writes_survive_power_cuts() {
     let seeds: Vec<u64> = match env_u64("POWER_CUT_SEED") {
         Some(seed) => vec![seed],
         None => {
-            let default = if cfg!(debug_assertions) { 150 } else { 3000 };
+            let default = if cfg!(debug_assertions) { 300 } else { 3000 };
             (0..env_u64("POWER_CUT_SEEDS").unwrap_or(default)).collect()
         }
     };
