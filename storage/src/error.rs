@@ -56,6 +56,14 @@ pub enum StorageError {
     /// The [`crate::Persister`] thread has stopped (after a failure or a shutdown).
     #[error("the persister thread has stopped")]
     Stopped,
+    /// A setting read from the environment is malformed.
+    #[error("invalid {name}: {reason}")]
+    InvalidSetting {
+        /// The environment variable.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }
 
 impl StorageError {

@@ -8,8 +8,9 @@
 //! model-based property test) are heavy enough to deserve their own `cargo test -p storage`.
 //! Keeping it apart also keeps the dependency direction obvious: `storage` depends on `raft`
 //! for the types it stores ([`raft::Persist`], [`raft::Entry`], [`raft::HardState`],
-//! [`raft::Snapshot`]) and on nothing async. All IO is synchronous `std::fs`; kvd runs it on
-//! a dedicated thread through [`Persister`].
+//! [`raft::Snapshot`]) and on nothing async. All IO is synchronous, through one seam, [`Vfs`]:
+//! `std::fs` in production ([`StdFs`]), a simulated disk that loses unsynced data at a power
+//! cut in tests. kvd runs it on a dedicated thread through [`Persister`].
 //!
 //! # Layout on disk
 //!
@@ -57,9 +58,13 @@
 //! - `persister`: [`Persister`], the group-commit thread; `policy`: [`SnapshotPolicy`];
 //! - `repair`: [`repair`], the explicit way past a corrupt segment (it lists what it drops);
 //! - `prealloc`: zero-filled spare segments prepared off the write path;
+//! - `vfs`: [`Vfs`], the file system every file operation goes through;
+//! - `faults`: test-only injected durability bugs (`STORAGE_INJECT`, `test-util` feature);
+//! - `test_util` (`test-util` feature): `SimFs`, a simulated disk for power-cut tests;
 //! - `options`, `stats`, `error`.
 
 mod error;
+mod faults;
 mod index;
 mod options;
 mod persister;
@@ -72,12 +77,16 @@ mod segment;
 mod snapshot_file;
 mod stats;
 mod storage;
+#[cfg(feature = "test-util")]
+pub mod test_util;
+mod vfs;
 
 pub use error::{Result, StorageError};
 pub use options::Options;
 pub use persister::{Event, Job, Persister, SnapshotSource};
 pub use policy::SnapshotPolicy;
 pub use recovery::{Recovered, RecoveryReport, TailCut};
-pub use repair::{RepairAction, RepairReport, repair};
+pub use repair::{RepairAction, RepairReport, repair, repair_in};
 pub use stats::StorageStats;
 pub use storage::{SnapshotWriter, Storage};
+pub use vfs::{OpenMode, StdFs, Vfs, VfsFile};

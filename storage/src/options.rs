@@ -6,6 +6,7 @@ pub struct Options {
     segment_size: u64,
     write_buffer: usize,
     preallocate: bool,
+    spares_inline: bool,
     torn_write_at: Option<u64>,
 }
 
@@ -15,6 +16,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             write_buffer: 4 << 20,
             preallocate: true,
+            spares_inline: false,
             torn_write_at: None,
         }
     }
@@ -45,6 +47,20 @@ impl Options {
     pub fn preallocate(mut self, on: bool) -> Self {
         self.preallocate = on;
         self
+    }
+
+    /// Prepares spare segments on the writing thread (when the store opens and whenever one is
+    /// taken) instead of on a thread of their own, so that a test sees the same file
+    /// operations in the same order on every run and can replay a failure from its seed.
+    /// Test-only: rolls then wait for a whole segment of zeros to be written and synced.
+    #[cfg(feature = "test-util")]
+    pub fn prepare_spares_inline(mut self, on: bool) -> Self {
+        self.spares_inline = on;
+        self
+    }
+
+    pub(crate) fn get_spares_inline(&self) -> bool {
+        self.spares_inline
     }
 
     /// A failpoint for crash tests, off by default: the `n`-th persist after

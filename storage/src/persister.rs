@@ -20,6 +20,7 @@ use raft::{Entry, Index, Persist, PersistToken, Snapshot, SnapshotMeta};
 use crate::error::{Result, StorageError};
 use crate::stats::{Counters, StorageStats};
 use crate::storage::{SnapshotWriter, Storage};
+use crate::vfs::{StdFs, Vfs};
 
 /// Work for the [`Persister`].
 pub enum Job {
@@ -141,16 +142,16 @@ enum Msg {
 /// assert_eq!(persister.stats().group_commits(), 1);
 /// ```
 #[derive(Debug)]
-pub struct Persister {
+pub struct Persister<F: Vfs = StdFs> {
     jobs: Option<Sender<Msg>>,
-    thread: Option<JoinHandle<Option<Storage>>>,
+    thread: Option<JoinHandle<Option<Storage<F>>>>,
     counters: Arc<Counters>,
 }
 
-impl Persister {
+impl<F: Vfs> Persister<F> {
     /// Starts the thread. `on_event` runs on it, after each group commit; it should hand the
     /// event to the node loop (a channel send) and return.
-    pub fn spawn(storage: Storage, on_event: impl FnMut(Event) + Send + 'static) -> Self {
+    pub fn spawn(storage: Storage<F>, on_event: impl FnMut(Event) + Send + 'static) -> Self {
         let counters = storage.counters();
         let (jobs, queue) = mpsc::channel();
         let to_self = jobs.clone();
@@ -178,11 +179,11 @@ impl Persister {
 
     /// Finishes the queued jobs, stops the thread and gives the storage back (`Err` if the
     /// thread stopped after a failure, which it has already reported).
-    pub fn shutdown(mut self) -> Result<Storage> {
+    pub fn shutdown(mut self) -> Result<Storage<F>> {
         self.stop().ok_or(StorageError::Stopped)
     }
 
-    fn stop(&mut self) -> Option<Storage> {
+    fn stop(&mut self) -> Option<Storage<F>> {
         if let Some(jobs) = self.jobs.take() {
             let _ = jobs.send(Msg::Stop);
         }
@@ -190,7 +191,7 @@ impl Persister {
     }
 }
 
-impl Drop for Persister {
+impl<F: Vfs> Drop for Persister<F> {
     fn drop(&mut self) {
         self.stop();
     }
@@ -210,7 +211,7 @@ impl SnapshotData {
         }
     }
 
-    fn write(self, writer: &SnapshotWriter) -> (SnapshotMeta, Result<()>) {
+    fn write<F: Vfs>(self, writer: &SnapshotWriter<F>) -> (SnapshotMeta, Result<()>) {
         match self {
             Self::Bytes(snapshot) => {
                 let result = writer.write(&snapshot);
@@ -225,14 +226,14 @@ impl SnapshotData {
 }
 
 /// The snapshot writer thread, started on first use.
-struct SnapshotThread {
-    jobs: Sender<(SnapshotWriter, SnapshotData)>,
+struct SnapshotThread<F: Vfs> {
+    jobs: Sender<(SnapshotWriter<F>, SnapshotData)>,
     thread: JoinHandle<()>,
 }
 
-impl SnapshotThread {
+impl<F: Vfs> SnapshotThread<F> {
     fn start(to_persister: Sender<Msg>) -> Self {
-        let (jobs, queue) = mpsc::channel::<(SnapshotWriter, SnapshotData)>();
+        let (jobs, queue) = mpsc::channel::<(SnapshotWriter<F>, SnapshotData)>();
         let thread = std::thread::Builder::new()
             .name("storage-snapshot".into())
             .spawn(move || {
@@ -257,14 +258,14 @@ impl SnapshotThread {
     }
 }
 
-fn run(
-    mut storage: Storage,
+fn run<F: Vfs>(
+    mut storage: Storage<F>,
     queue: Receiver<Msg>,
     to_self: Sender<Msg>,
     mut on_event: impl FnMut(Event),
-) -> Option<Storage> {
+) -> Option<Storage<F>> {
     let counters = storage.counters();
-    let mut snapshots: Option<SnapshotThread> = None;
+    let mut snapshots: Option<SnapshotThread<F>> = None;
     let mut writing = 0usize;
     let mut stopping = false;
     loop {
@@ -326,9 +327,9 @@ fn run(
 
 /// Hands a snapshot to the writer thread (started on first use); one that is not newer than
 /// the stored snapshot is answered at once.
-fn write_snapshot(
-    storage: &Storage,
-    snapshots: &mut Option<SnapshotThread>,
+fn write_snapshot<F: Vfs>(
+    storage: &Storage<F>,
+    snapshots: &mut Option<SnapshotThread<F>>,
     to_self: &Sender<Msg>,
     writing: &mut usize,
     data: SnapshotData,
@@ -353,7 +354,7 @@ fn write_snapshot(
 }
 
 /// Writes a batch, syncs once, and returns the events to report.
-fn carry_out(storage: &mut Storage, batch: Vec<Msg>) -> Result<Vec<Event>> {
+fn carry_out<F: Vfs>(storage: &mut Storage<F>, batch: Vec<Msg>) -> Result<Vec<Event>> {
     let mut durable = None;
     let mut events = Vec::new();
     for msg in batch {

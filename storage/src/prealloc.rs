@@ -7,47 +7,63 @@
 //! already have their full size on disk; the zeros past the last record read as the end of the
 //! log (see `segment.rs`). Preparing a spare costs one sequential write of the segment size,
 //! done off the write path; when no spare is ready at a roll, a plain file is used.
+//!
+//! With the `test-util` feature a test can have spares prepared on the writing thread instead
+//! ([`crate::Options::prepare_spares_inline`]): the same files and file operations, in an
+//! order that a seed reproduces.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
+use crate::vfs::{OpenMode, Vfs, VfsFile};
+
 /// A zero-filled, synced file in the WAL directory, ready to become a segment.
 #[derive(Debug)]
-pub(crate) struct Spare {
+pub(crate) struct Spare<F: Vfs> {
     pub(crate) path: PathBuf,
-    pub(crate) file: File,
+    pub(crate) file: F::File,
 }
 
 /// Keeps one spare ready.
 #[derive(Debug)]
-pub(crate) struct Preallocator {
-    ready: Receiver<Spare>,
-    requests: Option<Sender<()>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+pub(crate) enum Preallocator<F: Vfs> {
+    /// Spares prepared by a thread of their own.
+    Background {
+        ready: Receiver<Spare<F>>,
+        requests: Option<Sender<()>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+        fs: F,
+    },
+    /// Spares prepared on the caller's thread, each as soon as the previous one is taken.
+    Inline {
+        fs: F,
+        dir: PathBuf,
+        size: u64,
+        ready: Option<Spare<F>>,
+    },
 }
 
-impl Preallocator {
+impl<F: Vfs> Preallocator<F> {
     /// Starts preparing the first spare of `size` bytes in `wal_dir`.
-    pub(crate) fn start(wal_dir: &Path, size: u64) -> Self {
+    pub(crate) fn start(fs: &F, wal_dir: &Path, size: u64) -> Self {
         let (requests, wanted) = mpsc::channel::<()>();
         let (done, ready) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let dir = wal_dir.to_path_buf();
+        let thread_fs = fs.clone();
         let thread = std::thread::Builder::new()
             .name("storage-prealloc".into())
             .spawn(move || {
                 while wanted.recv().is_ok() {
-                    match prepare(&dir, size, &thread_stop) {
+                    match prepare(&thread_fs, &dir, size, &thread_stop) {
                         Ok(Some(spare)) => {
                             if let Err(mpsc::SendError(spare)) = done.send(spare) {
-                                let _ = std::fs::remove_file(spare.path);
+                                let _ = thread_fs.remove_file(&spare.path);
                             }
                         }
                         Ok(None) => return,
@@ -59,39 +75,98 @@ impl Preallocator {
             })
             .expect("spawning the preallocation thread");
         let _ = requests.send(());
-        Self {
+        Self::Background {
             ready,
             requests: Some(requests),
             stop,
             thread: Some(thread),
+            fs: fs.clone(),
+        }
+    }
+
+    /// Prepares the first spare now, on this thread, and each next one when one is taken.
+    pub(crate) fn start_inline(fs: &F, wal_dir: &Path, size: u64) -> Self {
+        let mut preallocator = Self::Inline {
+            fs: fs.clone(),
+            dir: wal_dir.to_path_buf(),
+            size,
+            ready: None,
+        };
+        preallocator.refill();
+        preallocator
+    }
+
+    fn refill(&mut self) {
+        if let Self::Inline {
+            fs,
+            dir,
+            size,
+            ready,
+        } = self
+        {
+            match prepare(fs, dir, *size, &AtomicBool::new(false)) {
+                Ok(spare) => *ready = spare,
+                Err(error) => tracing::warn!(%error, "could not prepare a spare WAL segment"),
+            }
         }
     }
 
     /// A ready spare, if there is one (and the next one is then requested).
-    pub(crate) fn take(&mut self) -> Option<Spare> {
-        let spare = self.ready.try_recv().ok()?;
-        if let Some(requests) = &self.requests {
-            let _ = requests.send(());
+    pub(crate) fn take(&mut self) -> Option<Spare<F>> {
+        match self {
+            Self::Background {
+                ready, requests, ..
+            } => {
+                let spare = ready.try_recv().ok()?;
+                if let Some(requests) = requests {
+                    let _ = requests.send(());
+                }
+                Some(spare)
+            }
+            Self::Inline { ready, .. } => {
+                let spare = ready.take()?;
+                self.refill();
+                Some(spare)
+            }
         }
-        Some(spare)
     }
 }
 
-impl Drop for Preallocator {
+impl<F: Vfs> Drop for Preallocator<F> {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        drop(self.requests.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        for spare in self.ready.try_iter() {
-            let _ = std::fs::remove_file(spare.path);
+        match self {
+            Self::Background {
+                ready,
+                requests,
+                stop,
+                thread,
+                fs,
+            } => {
+                stop.store(true, Ordering::Relaxed);
+                drop(requests.take());
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+                for spare in ready.try_iter() {
+                    let _ = fs.remove_file(&spare.path);
+                }
+            }
+            Self::Inline { fs, ready, .. } => {
+                if let Some(spare) = ready.take() {
+                    let _ = fs.remove_file(&spare.path);
+                }
+            }
         }
     }
 }
 
 /// Writes a zero-filled, synced spare; `None` if asked to stop meanwhile.
-fn prepare(dir: &Path, size: u64, stop: &AtomicBool) -> std::io::Result<Option<Spare>> {
+fn prepare<F: Vfs>(
+    fs: &F,
+    dir: &Path,
+    size: u64,
+    stop: &AtomicBool,
+) -> std::io::Result<Option<Spare<F>>> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = format!(
         "spare-{}-{}.tmp",
@@ -99,21 +174,18 @@ fn prepare(dir: &Path, size: u64, stop: &AtomicBool) -> std::io::Result<Option<S
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     let path = dir.join(name);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
+    let file = fs.open(&path, OpenMode::CreateNew)?;
+    let zeros = vec![0u8; (1 << 20).min(size) as usize];
+    let mut written = 0;
+    while written < size {
         if stop.load(Ordering::Relaxed) {
             drop(file);
-            std::fs::remove_file(&path)?;
+            fs.remove_file(&path)?;
             return Ok(None);
         }
-        let n = left.min(zeros.len() as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
+        let n = (size - written).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], written)?;
+        written += n as u64;
     }
     file.sync_all()?;
     Ok(Some(Spare { path, file }))

@@ -20,15 +20,19 @@
 //!    empty after the snapshot (reported). A log that *starts* after the snapshot means lost
 //!    segments: an error.
 //! 6. A fresh segment is started for new writes; obsolete snapshots and segments are removed.
+//! 7. What is recovered is made durable before it is returned: a process that died before its
+//!    fsync leaves data the OS holds but the disk may not, and the restarted node relies on
+//!    it (it may acknowledge those entries to a leader). So the store's directories and the
+//!    last segment are synced, whatever the last run did.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use raft::{Entry, HardState, RestoreState, Snapshot};
 
 use crate::error::{Result, StorageError};
+use crate::faults::Faults;
 use crate::index::{EntryIndex, RecordLoc};
 use crate::options::Options;
 use crate::prealloc::Preallocator;
@@ -37,6 +41,7 @@ use crate::segment::{self, Located};
 use crate::snapshot_file;
 use crate::stats::Counters;
 use crate::storage::{SegmentInfo, Storage, create_segment};
+use crate::vfs::{self, OpenMode, StdFs, Vfs, VfsFile};
 
 /// What [`Storage::open`] recovered.
 #[derive(Debug)]
@@ -283,33 +288,52 @@ impl Storage {
     /// Opens (or creates) the store in `dir` and recovers its contents; see the module rules.
     /// Fails, naming the file and offset, on any damage other than a torn tail.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<(Self, Recovered)> {
+        Self::open_in(StdFs, dir, options)
+    }
+}
+
+impl<F: Vfs> Storage<F> {
+    /// [`Storage::open`] on the file system `fs` instead of the real one.
+    pub fn open_in(fs: F, dir: impl AsRef<Path>, options: Options) -> Result<(Self, Recovered)> {
+        let faults = Faults::from_env()?;
         let dir = dir.as_ref();
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         for d in [dir, &wal_dir, &snap_dir] {
-            fs::create_dir_all(d).map_err(|e| StorageError::io(d, e))?;
+            vfs::create_dir_all(&fs, d, faults)?;
         }
-        snapshot_file::remove_temporaries(&snap_dir)?;
-        snapshot_file::remove_temporaries(&wal_dir)?;
         let counters = Arc::new(Counters::default());
+        // What this open recovers is what the node relies on from now on, but an earlier run
+        // may have stopped (a process crash, not a power cut) after the OS had it and before
+        // it was synced: a directory created, a snapshot renamed into place, records written.
+        // Sync all of it before it is used: the store's directory and its entry in the
+        // parent, the snapshots, the last segment (below; the WAL directory is synced when
+        // the new segment is created).
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        for d in parent.into_iter().chain([dir, snap_dir.as_path()]) {
+            vfs::sync_dir(&fs, d)?;
+            Counters::add(&counters.fsyncs, 1);
+        }
+        snapshot_file::remove_temporaries(&fs, &snap_dir)?;
+        snapshot_file::remove_temporaries(&fs, &wal_dir)?;
         let mut report = RecoveryReport::default();
 
-        let snapshots = snapshot_file::list(&snap_dir)?;
+        let snapshots = snapshot_file::list(&fs, &snap_dir)?;
         let (snapshot, snapshot_wal_seq) = match snapshots.last() {
-            Some((_, path)) => snapshot_file::read(path)?,
+            Some((_, path)) => snapshot_file::read(&fs, path)?,
             None => (Snapshot::default(), 0),
         };
 
-        let segments = segment::list(&wal_dir)?;
+        let segments = segment::list(&fs, &wal_dir)?;
         let mut replay = Replay::new();
         let count = segments.len();
         for (position, (seq, path)) in segments.into_iter().enumerate() {
             let is_last = position + 1 == count;
-            let bytes = fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
+            let bytes = vfs::read(&fs, &path)?;
             let Some(scanned) = segment::scan(&path, &bytes, is_last)? else {
                 tracing::warn!(path = %path.display(), "removing a segment left without a complete header");
-                fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
-                snapshot_file::sync_dir(&wal_dir)?;
+                vfs::remove_file(&fs, &path)?;
+                vfs::sync_dir(&fs, &wal_dir)?;
                 report.removed_empty_segment = Some(path);
                 continue;
             };
@@ -347,14 +371,20 @@ impl Storage {
                     torn = cut.torn,
                     "cutting an unfinished write off the end of the log"
                 );
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| StorageError::io(&path, e))?;
+                let file = vfs::open(&fs, &path, OpenMode::Write)?;
                 file.set_len(end)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| StorageError::io(&path, e))?;
+                Counters::add(&counters.fsyncs, 1);
                 report.cut = Some(cut);
+            } else if is_last {
+                // Records the last run wrote but never synced are recovered like the rest:
+                // make them durable before the node acts on them (every earlier segment was
+                // synced when the next one was started).
+                vfs::open(&fs, &path, OpenMode::Read)?
+                    .sync_data()
+                    .map_err(|e| StorageError::io(&path, e))?;
+                Counters::add(&counters.fsyncs, 1);
             }
         }
 
@@ -380,6 +410,8 @@ impl Storage {
         // snapshot happens after, and is recorded in it when it changes the log.
         let seq = replay.last_seq.map_or(1, |s| s + 1);
         let active = create_segment(
+            &fs,
+            faults,
             &wal_dir,
             None,
             seq,
@@ -400,10 +432,16 @@ impl Storage {
         );
 
         let meta = snapshot.meta().clone();
-        let preallocator = options
-            .get_preallocate()
-            .then(|| Preallocator::start(&wal_dir, options.get_segment_size()));
+        let preallocator = options.get_preallocate().then(|| {
+            if options.get_spares_inline() {
+                Preallocator::start_inline(&fs, &wal_dir, options.get_segment_size())
+            } else {
+                Preallocator::start(&fs, &wal_dir, options.get_segment_size())
+            }
+        });
         let mut storage = Self {
+            fs,
+            faults,
             wal_dir,
             snap_dir,
             options,

@@ -10,15 +10,14 @@
 //! Damaged snapshots and missing segments are not repaired: no prefix of the log replaces them.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
 use crate::options::Options;
 use crate::recovery::TailCut;
 use crate::segment;
-use crate::snapshot_file;
 use crate::storage::Storage;
+use crate::vfs::{self, OpenMode, StdFs, Vfs, VfsFile};
 
 /// One change [`repair`] made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,11 +94,16 @@ impl fmt::Display for RepairReport {
 /// store opens. Returns what was dropped; fails (changing nothing more) on damage it cannot
 /// repair: a corrupt snapshot, a missing segment, an I/O error.
 pub fn repair(dir: impl AsRef<Path>, options: Options) -> Result<RepairReport> {
+    repair_in(StdFs, dir, options)
+}
+
+/// [`repair`] on the file system `fs` instead of the real one.
+pub fn repair_in<F: Vfs>(fs: F, dir: impl AsRef<Path>, options: Options) -> Result<RepairReport> {
     let dir = dir.as_ref();
     let wal_dir = dir.join("wal");
     let mut report = RepairReport::default();
     loop {
-        match Storage::open(dir, options.clone()) {
+        match Storage::open_in(fs.clone(), dir, options.clone()) {
             Ok((_, recovered)) => {
                 if let Some(cut) = recovered.report().cut() {
                     report.actions.push(RepairAction::TailCut(cut.clone()));
@@ -111,7 +115,7 @@ pub fn repair(dir: impl AsRef<Path>, options: Options) -> Result<RepairReport> {
                 offset,
                 reason,
             }) if path.parent() == Some(wal_dir.as_path()) => {
-                let segments = segment::list(&wal_dir)?;
+                let segments = segment::list(&fs, &wal_dir)?;
                 let Some(position) = segments.iter().position(|(_, p)| *p == path) else {
                     return Err(StorageError::Corrupt {
                         path,
@@ -119,13 +123,8 @@ pub fn repair(dir: impl AsRef<Path>, options: Options) -> Result<RepairReport> {
                         reason,
                     });
                 };
-                let len = fs::metadata(&path)
-                    .map_err(|e| StorageError::io(&path, e))?
-                    .len();
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| StorageError::io(&path, e))?;
+                let len = fs.file_len(&path).map_err(|e| StorageError::io(&path, e))?;
+                let file = vfs::open(&fs, &path, OpenMode::Write)?;
                 file.set_len(offset)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| StorageError::io(&path, e))?;
@@ -137,17 +136,15 @@ pub fn repair(dir: impl AsRef<Path>, options: Options) -> Result<RepairReport> {
                     reason,
                 });
                 for (_, later) in &segments[position + 1..] {
-                    let bytes = fs::metadata(later)
-                        .map_err(|e| StorageError::io(later, e))?
-                        .len();
-                    fs::remove_file(later).map_err(|e| StorageError::io(later, e))?;
+                    let bytes = fs.file_len(later).map_err(|e| StorageError::io(later, e))?;
+                    vfs::remove_file(&fs, later)?;
                     tracing::warn!(path = %later.display(), "repair: removing a later segment");
                     report.actions.push(RepairAction::Removed {
                         path: later.clone(),
                         bytes,
                     });
                 }
-                snapshot_file::sync_dir(&wal_dir)?;
+                vfs::sync_dir(&fs, &wal_dir)?;
             }
             Err(other) => return Err(other),
         }

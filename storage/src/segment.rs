@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
 use crate::record::{self, Frame, Record, SegmentHeader};
+use crate::vfs::{self, Vfs};
 
 /// File name of segment `seq` whose first entry would be `first_index`.
 pub(crate) fn file_name(seq: u64, first_index: u64) -> String {
@@ -155,16 +156,14 @@ fn next_valid_header(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Lists the segments in `wal_dir` by sequence number.
-pub(crate) fn list(wal_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    let entries = std::fs::read_dir(wal_dir).map_err(|e| StorageError::io(wal_dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io(wal_dir, e))?;
-        let name = entry.file_name();
-        if let Some(seq) = name.to_str().and_then(parse_name) {
-            found.push((seq, entry.path()));
-        }
-    }
+pub(crate) fn list<F: Vfs>(fs: &F, wal_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut found: Vec<_> = vfs::read_dir(fs, wal_dir)?
+        .into_iter()
+        .filter_map(|path| {
+            let seq = path.file_name()?.to_str().and_then(parse_name)?;
+            Some((seq, path))
+        })
+        .collect();
     found.sort();
     Ok(found)
 }

@@ -18,14 +18,15 @@
 //! then the directory is fsynced, so a crash leaves either the old set of snapshots or the new
 //! one (plus, perhaps, a stale `.tmp` that the next start removes).
 
-use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use raft::{Index, Snapshot, SnapshotMeta, Term};
 
 use crate::error::{Result, StorageError};
+use crate::faults::Faults;
+use crate::vfs::{self, OpenMode, Vfs, VfsFile};
 
 const MAGIC_V1: &[u8; 8] = b"KVSNAP\0\x01";
 const MAGIC: &[u8; 8] = b"KVSNAP\0\x02";
@@ -102,15 +103,23 @@ pub(crate) fn decode(path: &Path, bytes: &Bytes) -> Result<(Snapshot, u64)> {
 }
 
 /// Writes `snapshot` into `snap_dir` durably: temporary file, fsync, rename, directory fsync.
-pub(crate) fn write(snap_dir: &Path, snapshot: &Snapshot, wal_seq: u64) -> Result<PathBuf> {
-    write_with(snap_dir, snapshot.meta(), wal_seq, |out| {
+pub(crate) fn write<F: Vfs>(
+    fs: &F,
+    faults: Faults,
+    snap_dir: &Path,
+    snapshot: &Snapshot,
+    wal_seq: u64,
+) -> Result<PathBuf> {
+    write_with(fs, faults, snap_dir, snapshot.meta(), wal_seq, |out| {
         out.write_all(snapshot.data())
     })
 }
 
 /// Writes a snapshot whose data `source` streams into the file, durably (temporary file,
 /// fsync, rename, directory fsync). The state is never copied whole in memory.
-pub(crate) fn write_with(
+pub(crate) fn write_with<F: Vfs>(
+    fs: &F,
+    faults: Faults,
     snap_dir: &Path,
     meta: &SnapshotMeta,
     wal_seq: u64,
@@ -119,14 +128,15 @@ pub(crate) fn write_with(
     let path = snap_dir.join(file_name(meta.term(), meta.index()));
     let tmp = path.with_extension("snap.tmp");
     let io_err = |e| StorageError::io(&tmp, e);
-    let mut file = File::create(&tmp).map_err(io_err)?;
-    // The prefix is filled in once the body's length and checksum are known.
-    file.write_all(&[0u8; PREFIX_LEN]).map_err(io_err)?;
+    let file = vfs::open(fs, &tmp, OpenMode::Truncate)?;
+    // The prefix (zeros until the end) is filled in once the body's length and checksum are
+    // known.
     let head = postcard::to_stdvec(&(wal_seq, meta)).expect("serialising into a Vec cannot fail");
     let mut out = io::BufWriter::with_capacity(
         1 << 20,
         Summing {
-            inner: &mut file,
+            file: &file,
+            at: PREFIX_LEN as u64,
             crc: 0,
             len: 0,
             unsynced: 0,
@@ -143,13 +153,13 @@ pub(crate) fn write_with(
     prefix.extend_from_slice(MAGIC);
     prefix.extend_from_slice(&body_len);
     prefix.extend_from_slice(&crc.to_le_bytes());
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.write_all(&prefix))
+    file.write_all_at(&prefix, 0)
         .and_then(|()| file.sync_all())
         .map_err(io_err)?;
     drop(file);
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
-    sync_dir(snap_dir)?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    vfs::sync_dir_after_create(fs, snap_dir, faults)?;
     Ok(path)
 }
 
@@ -159,36 +169,38 @@ pub(crate) fn write_with(
 /// followers). Flushing as it goes keeps that queue short.
 const SYNC_EVERY: u64 = 8 << 20;
 
-/// Passes writes through to the file, keeping their CRC32C and length, and flushing to disk
-/// every [`SYNC_EVERY`] bytes.
-struct Summing<'a> {
-    inner: &'a mut File,
+/// Appends writes to the file from offset `at`, keeping their CRC32C and length, and flushing
+/// to disk every [`SYNC_EVERY`] bytes.
+struct Summing<'a, F: VfsFile> {
+    file: &'a F,
+    at: u64,
     crc: u32,
     len: u64,
     unsynced: u64,
 }
 
-impl Write for Summing<'_> {
+impl<F: VfsFile> Write for Summing<'_, F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
-        self.len += n as u64;
-        self.unsynced += n as u64;
+        self.file.write_all_at(buf, self.at)?;
+        self.at += buf.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        self.len += buf.len() as u64;
+        self.unsynced += buf.len() as u64;
         if self.unsynced >= SYNC_EVERY {
-            self.inner.sync_data()?;
+            self.file.sync_data()?;
             self.unsynced = 0;
         }
-        Ok(n)
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        Ok(())
     }
 }
 
 /// Reads and verifies the snapshot at `path`, checking that its name matches its content.
-pub(crate) fn read(path: &Path) -> Result<(Snapshot, u64)> {
-    let bytes = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
+pub(crate) fn read<F: Vfs>(fs: &F, path: &Path) -> Result<(Snapshot, u64)> {
+    let bytes = Bytes::from(vfs::read(fs, path)?);
     let (snapshot, wal_seq) = decode(path, &bytes)?;
     let meta = snapshot.meta();
     let named = path
@@ -210,44 +222,36 @@ pub(crate) fn read(path: &Path) -> Result<(Snapshot, u64)> {
 }
 
 /// Lists the snapshot files in `snap_dir`, oldest first, as `((index, term), path)`.
-pub(crate) fn list(snap_dir: &Path) -> Result<Vec<((Index, Term), PathBuf)>> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(snap_dir).map_err(|e| StorageError::io(snap_dir, e))? {
-        let entry = entry.map_err(|e| StorageError::io(snap_dir, e))?;
-        if let Some(key) = entry.file_name().to_str().and_then(parse_name) {
-            found.push((key, entry.path()));
-        }
-    }
+pub(crate) fn list<F: Vfs>(fs: &F, snap_dir: &Path) -> Result<Vec<((Index, Term), PathBuf)>> {
+    let mut found: Vec<_> = vfs::read_dir(fs, snap_dir)?
+        .into_iter()
+        .filter_map(|path| {
+            let key = path.file_name()?.to_str().and_then(parse_name)?;
+            Some((key, path))
+        })
+        .collect();
     found.sort();
     Ok(found)
 }
 
-/// Removes leftover `.tmp` files of interrupted snapshot writes.
-pub(crate) fn remove_temporaries(snap_dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(snap_dir).map_err(|e| StorageError::io(snap_dir, e))? {
-        let entry = entry.map_err(|e| StorageError::io(snap_dir, e))?;
-        if entry
+/// Removes leftover `.tmp` files of interrupted writes (snapshots, spare segments) in `dir`.
+pub(crate) fn remove_temporaries<F: Vfs>(fs: &F, dir: &Path) -> Result<()> {
+    for path in vfs::read_dir(fs, dir)? {
+        if path
             .file_name()
-            .to_str()
+            .and_then(|n| n.to_str())
             .is_some_and(|n| n.ends_with(".tmp"))
         {
-            let path = entry.path();
-            fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+            vfs::remove_file(fs, &path)?;
         }
     }
     Ok(())
 }
 
-/// Fsyncs a directory, making renames, creations and removals in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io(dir, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vfs::StdFs;
     use proptest::prelude::*;
     use raft::Membership;
 
@@ -277,9 +281,9 @@ mod tests {
             Bytes::from(vec![1u8; 70_000]),
         ] {
             let snapshot = Snapshot::new(SnapshotMeta::new(12, 3, Membership::new([1, 2])), data);
-            let path = write(dir.path(), &snapshot, 9).unwrap();
-            assert_eq!(fs::read(&path).unwrap(), encode(&snapshot, 9));
-            assert_eq!(read(&path).unwrap(), (snapshot, 9));
+            let path = write(&StdFs, Faults::default(), dir.path(), &snapshot, 9).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), encode(&snapshot, 9));
+            assert_eq!(read(&StdFs, &path).unwrap(), (snapshot, 9));
         }
     }
 
@@ -303,14 +307,14 @@ mod tests {
     fn a_streamed_source_is_checksummed_whole() {
         let dir = tempfile::tempdir().unwrap();
         let meta = SnapshotMeta::new(40, 2, Membership::new([1]));
-        let path = write_with(dir.path(), &meta, 1, |out| {
+        let path = write_with(&StdFs, Faults::default(), dir.path(), &meta, 1, |out| {
             for i in 0..3000u32 {
                 out.write_all(&[(i % 251) as u8; 1000])?;
             }
             Ok(())
         })
         .unwrap();
-        let (snapshot, _) = read(&path).unwrap();
+        let (snapshot, _) = read(&StdFs, &path).unwrap();
         assert_eq!(snapshot.meta(), &meta);
         assert_eq!(snapshot.data().len(), 3_000_000);
         assert!(snapshot.data()[..1000].iter().all(|b| *b == 0));
@@ -321,13 +325,15 @@ mod tests {
         );
         // A failing source leaves no snapshot behind.
         let failed = write_with(
+            &StdFs,
+            Faults::default(),
             dir.path(),
             &SnapshotMeta::new(50, 2, Membership::new([1])),
             1,
             |_| Err(io::Error::other("state unavailable")),
         );
         assert!(failed.is_err());
-        assert_eq!(list(dir.path()).unwrap().len(), 1);
+        assert_eq!(list(&StdFs, dir.path()).unwrap().len(), 1);
     }
 
     #[test]

@@ -5,14 +5,13 @@
 //! `recovery.rs`; this file holds the state of an open store and the operations on it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use raft::{Entry, HardState, Index, Persist, Snapshot, SnapshotMeta, Term};
 
 use crate::error::{Result, StorageError};
+use crate::faults::Faults;
 use crate::index::{EntryIndex, RecordLoc};
 use crate::options::Options;
 use crate::prealloc::{Preallocator, Spare};
@@ -20,6 +19,7 @@ use crate::record::{self, Frame, Kind, Record, SegmentHeader};
 use crate::segment;
 use crate::snapshot_file;
 use crate::stats::{Counters, StorageStats};
+use crate::vfs::{self, OpenMode, StdFs, Vfs, VfsFile};
 
 /// What the store knows about one segment file.
 #[derive(Clone, Debug)]
@@ -31,10 +31,10 @@ pub(crate) struct SegmentInfo {
 
 /// The segment being appended to.
 #[derive(Debug)]
-pub(crate) struct Active {
+pub(crate) struct Active<F: Vfs> {
     pub(crate) seq: u64,
     pub(crate) path: PathBuf,
-    pub(crate) file: File,
+    pub(crate) file: F::File,
     /// Bytes in the file plus bytes still in the buffer.
     pub(crate) len: u64,
     /// Bytes handed to the OS (the file may be longer: a preallocated spare).
@@ -60,6 +60,9 @@ pub(crate) struct Active {
 /// After any error from a write or a sync the store is poisoned (the state of the disk is
 /// unknown); restart and recover. [`crate::Persister`] runs this loop on a thread of its own.
 ///
+/// Every file operation goes through the file system `F` ([`crate::Vfs`]): the real one,
+/// [`StdFs`], unless [`Storage::open_in`] is given another (a test's simulated disk).
+///
 /// ```
 /// use raft::{Config, Instant, Membership, Node, Output};
 /// use storage::{Options, Storage};
@@ -80,12 +83,14 @@ pub(crate) struct Active {
 /// assert_eq!(recovered.snapshot().meta().membership(), &Membership::new([1]));
 /// ```
 #[derive(Debug)]
-pub struct Storage {
+pub struct Storage<F: Vfs = StdFs> {
+    pub(crate) fs: F,
+    pub(crate) faults: Faults,
     pub(crate) wal_dir: PathBuf,
     pub(crate) snap_dir: PathBuf,
     pub(crate) options: Options,
     pub(crate) segments: BTreeMap<u64, SegmentInfo>,
-    pub(crate) active: Active,
+    pub(crate) active: Active<F>,
     pub(crate) buffer: Vec<u8>,
     pub(crate) index: EntryIndex,
     pub(crate) hard_state: HardState,
@@ -95,14 +100,14 @@ pub struct Storage {
     pub(crate) poisoned: bool,
     pub(crate) unsynced_entries: u64,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) preallocator: Option<Preallocator>,
+    pub(crate) preallocator: Option<Preallocator<F>>,
     /// Persists written since open, for the torn-write failpoint.
     pub(crate) persists: u64,
     /// Set while the failpoint assembles the group it tears: nothing is flushed early.
     pub(crate) holding_writes: bool,
 }
 
-impl Storage {
+impl<F: Vfs> Storage<F> {
     /// Carries out one [`raft::Output::Persist`] (buffered: call [`Storage::sync`] before
     /// reporting its token).
     pub fn persist(&mut self, persist: &Persist) -> Result<()> {
@@ -210,7 +215,13 @@ impl Storage {
                 self.write_record(&Record::HardState(self.hard_state))?;
                 self.sync_wal()?;
             }
-            snapshot_file::write(&self.snap_dir, snapshot, self.active.seq)?;
+            snapshot_file::write(
+                &self.fs,
+                self.faults,
+                &self.snap_dir,
+                snapshot,
+                self.active.seq,
+            )?;
             Counters::add(&self.counters.fsyncs, 2);
             let meta = snapshot.meta();
             self.write_record(&Record::SnapshotReset {
@@ -302,10 +313,12 @@ impl Storage {
     fn sync_wal(&mut self) -> Result<()> {
         self.flush()?;
         if self.active.dirty {
-            self.active
-                .file
-                .sync_data()
-                .map_err(|e| StorageError::io(&self.active.path, e))?;
+            if !self.faults.skip_fsync() {
+                self.active
+                    .file
+                    .sync_data()
+                    .map_err(|e| StorageError::io(&self.active.path, e))?;
+            }
             self.active.dirty = false;
             Counters::add(&self.counters.fsyncs, 1);
             Counters::add(&self.counters.group_commits, 1);
@@ -334,6 +347,8 @@ impl Storage {
         let seq = self.active.seq + 1;
         let spare = self.preallocator.as_mut().and_then(Preallocator::take);
         let active = create_segment(
+            &self.fs,
+            self.faults,
             &self.wal_dir,
             spare,
             seq,
@@ -367,13 +382,13 @@ impl Storage {
         let result = self.flush();
         self.poison_on_error(result)?;
         let mut out = Vec::with_capacity((last - first + 1) as usize);
-        let mut open: Option<(u64, File)> = None;
+        let mut open: Option<(u64, F::File)> = None;
         let locs: Vec<_> = self.index.locate(first, last).collect();
         for (loc, live_from, live_to) in locs {
             let seq = u64::from(loc.seq);
             let path = &self.segment_path(seq)?;
             if open.as_ref().is_none_or(|(open_seq, _)| *open_seq != seq) {
-                let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+                let file = vfs::open(&self.fs, path, OpenMode::Read)?;
                 open = Some((seq, file));
             }
             let file = &open.as_ref().expect("opened above").1;
@@ -450,8 +465,10 @@ impl Storage {
 
     /// What writing the snapshot described by `meta` to its file needs, or `None` when the
     /// stored snapshot is already as new.
-    pub fn snapshot_writer(&self, meta: &SnapshotMeta) -> Option<SnapshotWriter> {
+    pub fn snapshot_writer(&self, meta: &SnapshotMeta) -> Option<SnapshotWriter<F>> {
         (meta.index() > self.snapshot.index()).then(|| SnapshotWriter {
+            fs: self.fs.clone(),
+            faults: self.faults,
             snap_dir: self.snap_dir.clone(),
             wal_seq: self.active.seq,
         })
@@ -493,17 +510,17 @@ impl Storage {
         let meta = &self.snapshot;
         let current = snapshot_file::file_name(meta.term(), meta.index());
         let mut removed_snapshot = false;
-        for ((index, _), path) in snapshot_file::list(&self.snap_dir)? {
+        for ((index, _), path) in snapshot_file::list(&self.fs, &self.snap_dir)? {
             // Only older ones: a newer file may be a snapshot still being adopted.
             if index <= meta.index()
                 && path.file_name().and_then(|n| n.to_str()) != Some(current.as_str())
             {
-                fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+                vfs::remove_file(&self.fs, &path)?;
                 removed_snapshot = true;
             }
         }
         if removed_snapshot {
-            snapshot_file::sync_dir(&self.snap_dir)?;
+            vfs::sync_dir(&self.fs, &self.snap_dir)?;
             Counters::add(&self.counters.fsyncs, 1);
         }
         let keep_from = self.index.oldest_seq().unwrap_or(self.active.seq);
@@ -517,10 +534,10 @@ impl Storage {
             .collect();
         for seq in &covered {
             let info = self.segments.remove(seq).expect("listed above");
-            fs::remove_file(&info.path).map_err(|e| StorageError::io(&info.path, e))?;
+            vfs::remove_file(&self.fs, &info.path)?;
         }
         if !covered.is_empty() {
-            snapshot_file::sync_dir(&self.wal_dir)?;
+            vfs::sync_dir(&self.fs, &self.wal_dir)?;
             Counters::add(&self.counters.fsyncs, 1);
         }
         self.compaction_due = false;
@@ -542,7 +559,7 @@ impl Storage {
         let path = self
             .snap_dir
             .join(snapshot_file::file_name(meta.term(), meta.index()));
-        let (snapshot, _) = snapshot_file::read(&path)?;
+        let (snapshot, _) = snapshot_file::read(&self.fs, &path)?;
         if snapshot.meta() != meta {
             return Err(StorageError::Corrupt {
                 path,
@@ -611,15 +628,24 @@ impl Storage {
 
 /// Writes one snapshot file; made by [`Storage::snapshot_writer`], runs on any thread.
 #[derive(Debug)]
-pub struct SnapshotWriter {
+pub struct SnapshotWriter<F: Vfs = StdFs> {
+    fs: F,
+    faults: Faults,
     snap_dir: PathBuf,
     wal_seq: u64,
 }
 
-impl SnapshotWriter {
+impl<F: Vfs> SnapshotWriter<F> {
     /// Writes `snapshot`'s file durably (temporary file, fsync, rename, directory fsync).
     pub fn write(&self, snapshot: &Snapshot) -> Result<()> {
-        snapshot_file::write(&self.snap_dir, snapshot, self.wal_seq).map(drop)
+        snapshot_file::write(
+            &self.fs,
+            self.faults,
+            &self.snap_dir,
+            snapshot,
+            self.wal_seq,
+        )
+        .map(drop)
     }
 
     /// Writes the file of the snapshot `meta` describes, its data streamed by `source`.
@@ -628,7 +654,15 @@ impl SnapshotWriter {
         meta: &SnapshotMeta,
         source: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<()> {
-        snapshot_file::write_with(&self.snap_dir, meta, self.wal_seq, source).map(drop)
+        snapshot_file::write_with(
+            &self.fs,
+            self.faults,
+            &self.snap_dir,
+            meta,
+            self.wal_seq,
+            source,
+        )
+        .map(drop)
     }
 }
 
@@ -656,31 +690,30 @@ fn chunks(entries: &[Entry]) -> impl Iterator<Item = &[Entry]> {
 
 /// Creates segment `seq` holding just its header, durably (file and directory fsynced), from a
 /// zero-filled spare if one is given.
-pub(crate) fn create_segment(
+pub(crate) fn create_segment<F: Vfs>(
+    fs: &F,
+    faults: Faults,
     wal_dir: &Path,
-    spare: Option<Spare>,
+    spare: Option<Spare<F>>,
     seq: u64,
     header: SegmentHeader,
     counters: &Counters,
-) -> Result<Active> {
+) -> Result<Active<F>> {
     let path = wal_dir.join(segment::file_name(seq, header.prev_index + 1));
     let mut bytes = Vec::new();
     record::encode_record(&mut bytes, &Record::SegmentHeader(header));
     let file = match spare {
         Some(spare) => {
-            fs::rename(&spare.path, &path).map_err(|e| StorageError::io(&path, e))?;
+            fs.rename(&spare.path, &path)
+                .map_err(|e| StorageError::io(&path, e))?;
             spare.file
         }
-        None => OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StorageError::io(&path, e))?,
+        None => vfs::open(fs, &path, OpenMode::CreateNew)?,
     };
     file.write_all_at(&bytes, 0)
         .and_then(|()| file.sync_data())
         .map_err(|e| StorageError::io(&path, e))?;
-    snapshot_file::sync_dir(wal_dir)?;
+    vfs::sync_dir_after_create(fs, wal_dir, faults)?;
     Counters::add(&counters.fsyncs, 2);
     Counters::add(&counters.bytes_written, bytes.len() as u64);
     Ok(Active {
