@@ -137,3 +137,28 @@ impl Persist {
         (self.token, self.hard_state, self.snapshot, self.entries)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{EntryPayload, SnapshotMeta};
+
+    #[test]
+    fn a_persist_hands_over_its_parts() {
+        let hard_state = HardState::new(3, Some(2), 1);
+        let snapshot = Snapshot::new(SnapshotMeta::default(), bytes::Bytes::new());
+        let entries = vec![Entry::new(3, 1, EntryPayload::Noop)];
+        let persist = Persist {
+            token: PersistToken(7),
+            hard_state: Some(hard_state),
+            snapshot: Some(snapshot.clone()),
+            entries: entries.clone(),
+        };
+        assert_eq!(persist.token().get(), 7);
+        let (token, hs, snap, ents) = persist.into_parts();
+        assert_eq!(token, PersistToken(7));
+        assert_eq!(hs, Some(hard_state));
+        assert_eq!(snap, Some(snapshot));
+        assert_eq!(ents, entries);
+    }
+}
