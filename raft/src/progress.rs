@@ -240,4 +240,62 @@ mod tests {
         assert!(!p.on_heartbeat_round());
         assert!(p.on_heartbeat_round());
     }
+
+    #[test]
+    fn probing_restarts_after_what_is_known_to_match() {
+        // From Replicate: right after the match index.
+        let mut p = Progress::new(1);
+        p.become_replicate();
+        p.on_append_sent(9, 9);
+        assert!(p.on_accepted(5));
+        p.become_probe();
+        assert_eq!(p.next_index, 6);
+        // From Snapshot: after the snapshot, or after the match index if that is further.
+        let mut p = Progress::new(1);
+        p.become_snapshot(100, Instant::ZERO);
+        p.on_accepted(150);
+        p.become_probe();
+        assert_eq!(p.next_index, 151);
+    }
+
+    #[test]
+    fn empty_appends_take_no_room_in_the_window() {
+        let mut p = Progress::new(1);
+        p.become_replicate();
+        p.on_append_sent(0, 0);
+        assert_eq!(p.next_index, 1);
+        assert!(!p.is_paused(1));
+        p.on_append_sent(1, 1);
+        assert!(p.is_paused(1));
+    }
+
+    #[test]
+    fn acknowledgements_advance_only_on_news() {
+        let mut p = Progress::new(1);
+        p.become_replicate();
+        p.on_append_sent(4, 4);
+        assert!(p.on_accepted(4));
+        assert!(!p.on_accepted(4), "the same index again is no news");
+        assert_eq!(p.next_index, 5);
+        // An acknowledgement past what was sent moves the next index past it too.
+        let mut p = Progress::new(1);
+        assert!(p.on_accepted(7));
+        assert_eq!(p.next_index, 8);
+    }
+
+    #[test]
+    fn only_replication_with_appends_in_flight_can_stall() {
+        let mut p = Progress::new(1);
+        p.on_append_sent(3, 3); // a probe
+        for _ in 0..10 {
+            assert!(!p.on_heartbeat_round(), "a probe is not a stalled stream");
+        }
+        p.become_replicate();
+        for _ in 0..10 {
+            assert!(
+                !p.on_heartbeat_round(),
+                "nothing in flight, nothing stalled"
+            );
+        }
+    }
 }

@@ -87,20 +87,24 @@ impl ReadState {
 
 impl Node {
     pub(crate) fn start_read(&mut self, id: u64) -> Result<(), Error> {
-        let can_serve =
-            self.role == Role::Leader || (self.role == Role::Follower && self.leader.is_some());
+        // The leader serves the read itself; a follower that knows it forwards the read.
+        let forward_to = match self.role {
+            Role::Leader => None,
+            Role::Follower if self.leader.is_some() => self.leader,
+            _ => {
+                return Err(Error::NotLeader {
+                    leader: self.leader,
+                });
+            }
+        };
         let limit = self.cfg.max_pending_reads;
-        if can_serve && self.reads.len() >= limit {
+        if self.reads.len() >= limit {
             return Err(Error::TooManyReads { limit });
         }
         let deadline = self.now + self.cfg.read_timeout_duration();
-        match self.role {
-            Role::Leader => {
-                self.leader_read(None, id, deadline);
-                Ok(())
-            }
-            Role::Follower if self.leader.is_some() => {
-                let leader = self.leader.expect("checked");
+        match forward_to {
+            None => self.leader_read(None, id, deadline),
+            Some(leader) => {
                 self.reads.forwarded.insert(id, deadline);
                 self.send(
                     leader,
@@ -109,12 +113,9 @@ impl Node {
                         id,
                     },
                 );
-                Ok(())
             }
-            _ => Err(Error::NotLeader {
-                leader: self.leader,
-            }),
         }
+        Ok(())
     }
 
     pub(crate) fn handle_forwarded_read(&mut self, from: NodeId, id: u64) {
@@ -355,5 +356,31 @@ impl Node {
                 error: Error::ReadDropped,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_read_counts_toward_the_cap() {
+        let mut reads = ReadState::default();
+        let at = Instant::from_millis(9);
+        reads.pending.push_back(PendingRead {
+            round: 1,
+            index: 1,
+            id: 1,
+            requester: None,
+            deadline: Instant::from_millis(7),
+        });
+        reads.before_first_commit.push((Some(2), 2, at));
+        reads.before_first_commit.push((None, 3, at));
+        reads.forwarded.insert(4, at);
+        reads
+            .confirmed
+            .extend([(1, 5, at), (2, 6, at), (3, 7, Instant::from_millis(5))]);
+        assert_eq!(reads.len(), 7);
+        assert_eq!(reads.next_deadline(), Some(Instant::from_millis(5)));
     }
 }
