@@ -243,16 +243,16 @@ fn a_forwarded_read_whose_answer_is_lost_times_out() {
     c.drain(2);
     // The request (or the answer) is lost.
     c.mailbox.clear();
-    for _ in 0..10 {
-        c.elapse(Duration::from_millis(100));
+    for _ in 0..15 {
+        c.elapse(Duration::from_millis(130));
         c.stabilize();
     }
     assert!(
         !c.reads_failed.contains_key(&2),
         "failed before its timeout"
     );
-    for _ in 0..15 {
-        c.elapse(Duration::from_millis(100));
+    for _ in 0..5 {
+        c.elapse(Duration::from_millis(130));
         c.stabilize();
     }
     assert_eq!(c.reads_failed.get(&2), Some(&vec![7]));
@@ -270,7 +270,7 @@ fn a_leader_read_without_a_quorum_times_out_even_without_check_quorum() {
     c.node_mut(1).read_index(now, 5).unwrap();
     c.drain(1);
     for _ in 0..25 {
-        c.elapse(Duration::from_millis(100));
+        c.elapse(Duration::from_millis(130));
     }
     assert!(c.node(1).is_leader());
     assert_eq!(c.reads_failed.get(&1), Some(&vec![5]));
@@ -329,4 +329,92 @@ fn reads_beyond_the_cap_are_refused() {
     assert_eq!(c.reads_ready.get(&1).map(Vec::len), Some(2));
     let now = c.now;
     c.node_mut(1).read_index(now, 5).unwrap();
+}
+
+#[test]
+fn a_confirmed_read_whose_index_never_applies_times_out() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    // Node 2 forwards a read; meanwhile the leader commits an entry node 2 never receives.
+    let now = c.now;
+    c.node_mut(2).read_index(now, 8).unwrap();
+    c.drain(2);
+    let forwarded: Vec<_> = c.mailbox.drain(..).collect();
+    c.propose(1, "x");
+    c.deliver(|_, to, _| to != 2);
+    let committed = c.node(1).commit_index();
+    for (from, to, m) in forwarded {
+        let now = c.now;
+        c.node_mut(to).step(now, from, m);
+        c.drain(to);
+    }
+    // The read is confirmed at an index node 2 cannot apply while it hears no appends.
+    for _ in 0..20 {
+        c.elapse(Duration::from_millis(130));
+        c.deliver(|_, _, m| !matches!(m, Message::Append { .. }));
+    }
+    assert!(c.node(2).applied_index() < committed);
+    assert!(!c.reads_ready.contains_key(&2));
+    assert_eq!(c.reads_failed.get(&2), Some(&vec![8]));
+    assert_eq!(c.node(2).stats().reads_timed_out(), 1);
+}
+
+#[test]
+fn read_requests_and_answers_from_the_wrong_peers_are_refused_and_counted() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    let now = c.now;
+    // A stranger's forwarded read is answered with a refusal.
+    let unknown = c.node(1).stats().unknown_peer();
+    c.node_mut(1)
+        .step(now, 9, Message::ReadIndex { term: 1, id: 4 });
+    c.drain(1);
+    assert_eq!(c.node(1).stats().unknown_peer(), unknown + 1);
+    assert!(
+        c.mailbox
+            .iter()
+            .any(|(_, to, m)| *to == 9
+                && matches!(m, Message::ReadIndexResponse { index: None, .. }))
+    );
+    // An answer from a node that is not the leader, or to a read nobody forwarded.
+    let invalid = c.node(2).stats().invalid();
+    let answer = |id| Message::ReadIndexResponse {
+        term: 1,
+        id,
+        index: Some(1),
+    };
+    c.node_mut(2).step(now, 3, answer(5));
+    c.node_mut(2).step(now, 1, answer(6));
+    assert_eq!(c.node(2).stats().invalid(), invalid + 2);
+}
+
+#[test]
+fn a_read_waiting_for_the_first_commit_of_the_term_times_out() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).check_quorum(false));
+    c.elect(1);
+    c.now += Duration::from_secs(2);
+    // Node 2 wins term 2 but its no-op never reaches anyone.
+    c.timeout(2);
+    c.deliver(|_, _, m| {
+        matches!(
+            m,
+            Message::VoteRequest { .. } | Message::VoteResponse { .. }
+        )
+    });
+    assert!(c.node(2).is_leader());
+    c.hold_messages_of(2);
+    let now = c.now;
+    c.node_mut(2).read_index(now, 3).unwrap();
+    c.drain(2);
+    for _ in 0..15 {
+        c.elapse(Duration::from_millis(130));
+    }
+    assert!(
+        !c.reads_failed.contains_key(&2),
+        "failed before its timeout"
+    );
+    for _ in 0..5 {
+        c.elapse(Duration::from_millis(130));
+    }
+    assert_eq!(c.reads_failed.get(&2), Some(&vec![3]));
 }
