@@ -625,4 +625,54 @@ mod tests {
             assert_eq!(node.commit_index(), 3);
         }
     }
+
+    #[test]
+    fn an_append_reaching_past_the_commit_index_keeps_the_part_after_it() {
+        let mut node = follower(2, &[1, 1, 2], 2);
+        // Starts before the commit index (2) and goes past it: the part up to 2 is known to
+        // match; the rest is checked against the follower's entry at 2.
+        let outcome = append(
+            &mut node,
+            (1, 1),
+            vec![entry(1, 2), entry(2, 3), entry(2, 4)],
+            2,
+        );
+        assert_eq!(outcome, Some(AppendOutcome::Accepted { match_index: 4 }));
+        assert_eq!(terms(&node), vec![1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn rejections_carry_hints_to_skip_back_fast() {
+        // Beyond the follower's log: the hint is its last index + 1, with no term.
+        let mut node = follower(3, &[1, 1, 2, 2], 1);
+        let rejections = node.stats().append_rejections();
+        assert_eq!(
+            append(&mut node, (6, 3), vec![], 1),
+            Some(AppendOutcome::Rejected {
+                rejected_index: 6,
+                hint_index: 5,
+                hint_term: None
+            })
+        );
+        assert_eq!(node.stats().append_rejections(), rejections + 1);
+        // At its last index, with another term: the first index of that term's run.
+        assert_eq!(
+            append(&mut node, (4, 3), vec![], 1),
+            Some(AppendOutcome::Rejected {
+                rejected_index: 4,
+                hint_index: 3,
+                hint_term: Some(2)
+            })
+        );
+        // Never at or below the commit index, which matches any leader's log.
+        let mut node = follower(3, &[1, 1, 1, 1], 2);
+        assert_eq!(
+            append(&mut node, (3, 2), vec![], 2),
+            Some(AppendOutcome::Rejected {
+                rejected_index: 3,
+                hint_index: 3,
+                hint_term: Some(1)
+            })
+        );
+    }
 }

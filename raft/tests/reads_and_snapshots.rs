@@ -418,3 +418,69 @@ fn a_read_waiting_for_the_first_commit_of_the_term_times_out() {
     }
     assert_eq!(c.reads_failed.get(&2), Some(&vec![3]));
 }
+
+/// Node 3 falls behind the leader's cache by `behind` entries; the leader's fetches are
+/// left unanswered. Returns the cluster and the first fetch asked for.
+fn behind_the_cache(behind: usize) -> (Cluster, (u64, u64)) {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).max_cached_entries(2));
+    c.elect(1);
+    c.hold_messages_of(3);
+    for i in 0..behind {
+        c.propose(1, &format!("p{i}"));
+    }
+    c.stabilize();
+    c.heal();
+    c.ignore_fetches.insert(1);
+    for _ in 0..5 {
+        c.elapse(Duration::from_millis(60));
+        c.stabilize();
+        if !c.fetches.is_empty() {
+            break;
+        }
+    }
+    let &(_, first, last) = c.fetches.first().expect("a fetch for node 3");
+    (c, (first, last))
+}
+
+#[test]
+fn fetched_entries_that_do_not_match_the_log_are_not_sent() {
+    let (mut c, (first, last)) = behind_the_cache(20);
+    let mut bogus = common::entries_of(&c, 1, first, last);
+    // Right first index, but a later entry of another term (a driver bug or a stale read).
+    bogus[1] = raft::Entry::new(9, bogus[1].index(), raft::EntryPayload::Noop);
+    let asked = c.fetches.len();
+    let now = c.now;
+    c.node_mut(1).entries_fetched(now, bogus);
+    c.drain(1);
+    let sent_bogus = c.mailbox.iter().any(|(_, to, m)| {
+        *to == 3
+            && matches!(m, Message::Append { entries, .. } if entries.iter().any(|e| e.term() == 9))
+    });
+    assert!(!sent_bogus, "sent entries that are not in the leader's log");
+    assert!(
+        c.fetches.len() > asked,
+        "the entries were not asked for again"
+    );
+    // Entries that start elsewhere, or that end before the follower's next index, are asked
+    // for again too.
+    let (mut c, (first, last)) = behind_the_cache(20);
+    let shifted = common::entries_of(&c, 1, first + 1, last);
+    let asked = c.fetches.len();
+    let now = c.now;
+    c.node_mut(1).entries_fetched(now, shifted);
+    c.drain(1);
+    assert!(c.fetches.len() > asked);
+    // The fetch asked again meanwhile went unanswered: it is asked once more after its timeout.
+    c.ignore_fetches.clear();
+    for _ in 0..30 {
+        c.elapse(Duration::from_millis(60));
+        c.stabilize();
+    }
+    assert_eq!(c.commands(3).len(), 20);
+}
+
+#[test]
+fn fetches_ask_for_at_most_a_batch() {
+    let (c, (first, last)) = behind_the_cache(5000);
+    assert_eq!(last - first + 1, 4096, "fetched {first}..={last}");
+}

@@ -75,6 +75,7 @@ fn inconsistent_messages_are_ignored_and_counted() {
     follower.step(now, 3, Message::TimeoutNow { term });
     assert!(c.node(2).stats().invalid() >= invalid_before + 5);
     // The leader ignores acknowledgements beyond its log and from strangers.
+    let invalid_before = c.node(1).stats().invalid();
     let leader = c.node_mut(1);
     leader.step(
         now,
@@ -95,6 +96,7 @@ fn inconsistent_messages_are_ignored_and_counted() {
         },
     );
     assert!(c.node(1).stats().unknown_peer() >= 1);
+    assert_eq!(c.node(1).stats().invalid(), invalid_before + 1);
     assert_eq!(c.node(1).match_index(2), Some(last));
     assert!(c.node(1).is_leader());
     assert_eq!(c.node(1).commit_index(), last);

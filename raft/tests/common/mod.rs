@@ -297,6 +297,11 @@ impl Cluster {
     }
 }
 
+/// Entries `first..=last` as node `id`'s storage holds them.
+pub fn entries_of(c: &Cluster, id: NodeId, first: Index, last: Index) -> Vec<Entry> {
+    c.storage(id).entries(first, last)
+}
+
 /// An entry with a command, for building logs.
 pub fn entry(term: u64, index: Index, data: &str) -> Entry {
     Entry::new(
