@@ -481,6 +481,6 @@ fn fetched_entries_that_do_not_match_the_log_are_not_sent() {
 
 #[test]
 fn fetches_ask_for_at_most_a_batch() {
-    let (c, (first, last)) = behind_the_cache(5000);
+    let (_, (first, last)) = behind_the_cache(5000);
     assert_eq!(last - first + 1, 4096, "fetched {first}..={last}");
 }
