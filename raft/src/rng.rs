@@ -65,4 +65,26 @@ mod tests {
         }
         assert_eq!(r.range(5, 5), 5);
     }
+
+    #[test]
+    fn the_sequence_is_splitmix64() {
+        // Reference values of SplitMix64 (Steele, Lea and Flood) from seed 0.
+        let mut r = Rng::new(0);
+        assert_eq!(r.next_u64(), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(r.next_u64(), 0x6e78_9e6a_a1b9_65f4);
+        assert_eq!(r.next_u64(), 0x06c4_5d18_8009_454f);
+        assert_eq!(Rng::new(42).next_u64(), 0xbdd7_3226_2feb_6e95);
+    }
+
+    #[test]
+    fn chance_follows_its_probability() {
+        let mut r = Rng::new(11);
+        assert!((0..1000).all(|_| !r.chance(0.0)));
+        assert!((0..1000).all(|_| !r.chance(-1.0)));
+        assert!((0..1000).all(|_| r.chance(1.0)));
+        for p in [0.1, 0.5, 0.9] {
+            let hits = (0..20_000).filter(|_| r.chance(p)).count() as f64 / 20_000.0;
+            assert!((hits - p).abs() < 0.02, "chance({p}) came up {hits}");
+        }
+    }
 }

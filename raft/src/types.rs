@@ -114,4 +114,13 @@ mod tests {
             Instant::from_nanos(u64::MAX)
         );
     }
+
+    #[test]
+    fn instants_and_roles_print_for_people() {
+        assert_eq!(Instant::from_nanos(1_500_250).to_string(), "1.500250ms");
+        assert_eq!(Role::PreCandidate.to_string(), "pre-candidate");
+        assert_eq!(Role::Leader.to_string(), "leader");
+        assert_eq!(Role::Follower.to_string(), "follower");
+        assert_eq!(Role::Candidate.to_string(), "candidate");
+    }
 }

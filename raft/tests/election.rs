@@ -351,8 +351,10 @@ fn a_candidate_refused_by_a_majority_steps_down_and_keeps_its_vote() {
 fn an_isolated_leader_keeps_its_role_for_an_election_timeout() {
     // CheckQuorum judges a leader once per election timeout, not at every heartbeat.
     let mut c = Cluster::new(&[1, 2, 3]);
+    assert_eq!(c.node(1).stats().elections(), 0);
     c.elect(1);
     assert_eq!(c.node(1).stats().leader_terms(), 1);
+    assert_eq!(c.node(1).stats().elections(), 1);
     c.hold_messages_of(1);
     for _ in 0..8 {
         c.elapse(Duration::from_millis(50));
@@ -362,6 +364,20 @@ fn an_isolated_leader_keeps_its_role_for_an_election_timeout() {
         c.elapse(Duration::from_millis(50));
     }
     assert!(!c.node(1).is_leader());
+}
+
+#[test]
+fn terms_led_and_elections_are_counted() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.now += Duration::from_secs(2);
+    c.elect(2);
+    c.now += Duration::from_secs(2);
+    c.elect(1);
+    let stats = c.node(1).stats();
+    assert_eq!((stats.leader_terms(), stats.elections()), (2, 2));
+    assert_eq!(c.node(2).stats().leader_terms(), 1);
+    assert_eq!(c.node(3).stats().leader_terms(), 0);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Cluster, config};
-use raft::{Message, Snapshot};
+use raft::{Membership, Message, Snapshot};
 
 #[test]
 fn a_leader_read_waits_for_a_quorum_to_confirm_leadership() {
@@ -483,4 +483,95 @@ fn fetched_entries_that_do_not_match_the_log_are_not_sent() {
 fn fetches_ask_for_at_most_a_batch() {
     let (_, (first, last)) = behind_the_cache(5000);
     assert_eq!(last - first + 1, 4096, "fetched {first}..={last}");
+}
+
+#[test]
+fn snapshots_are_taken_sent_and_installed_only_within_their_bounds() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.hold_messages_of(3);
+    for i in 0..10 {
+        c.propose(1, &format!("p{i}"));
+    }
+    c.stabilize();
+    let applied = c.node(1).applied_index();
+    let older = snapshot_at(&mut c, 1, applied - 4);
+    let first = c.node(1).snapshot_index();
+    // At the snapshot point again: fine; before it, or past what is applied: refused.
+    assert!(c.node(1).snapshot_meta(first).is_ok());
+    assert!(c.node(1).snapshot_meta(first - 1).is_err());
+    assert!(c.node(1).snapshot_meta(applied).is_ok());
+    assert!(c.node(1).snapshot_meta(applied + 1).is_err());
+    let latest = snapshot_at(&mut c, 1, applied);
+    assert_eq!(c.node(1).stats().snapshots_sent(), 0);
+    // The leader sends only its latest snapshot, with the right term, to a member.
+    c.heal();
+    for _ in 0..6 {
+        c.elapse(Duration::from_millis(60));
+        c.stabilize();
+    }
+    assert!(c.snapshots_needed.contains(&(1, 3)));
+    let now = c.now;
+    assert!(matches!(
+        c.node_mut(1).send_snapshot(now, 3, older),
+        Err(raft::Error::IndexOutOfRange { .. })
+    ));
+    let wrong_term = Snapshot::new(
+        raft::SnapshotMeta::new(applied, 7, Membership::new([1, 2, 3])),
+        Bytes::new(),
+    );
+    assert!(c.node_mut(1).send_snapshot(now, 3, wrong_term).is_err());
+    assert!(c.node_mut(1).send_snapshot(now, 9, latest.clone()).is_err());
+    assert!(c.node_mut(2).send_snapshot(now, 3, latest.clone()).is_err());
+    c.node_mut(1).send_snapshot(now, 3, latest).unwrap();
+    assert_eq!(c.node(1).stats().snapshots_sent(), 1);
+    c.drain(1);
+    c.stabilize();
+    assert_eq!(c.node(3).stats().snapshots_installed(), 1);
+    assert_eq!(c.node(3).applied_index(), applied);
+}
+
+/// Takes a snapshot on `id` at `index` and compacts its log to there.
+fn snapshot_at(c: &mut Cluster, id: u64, index: u64) -> Snapshot {
+    let meta = c.node(id).snapshot_meta(index).unwrap();
+    let snapshot = Snapshot::new(meta, Bytes::from(format!("state@{index}")));
+    let now = c.now;
+    c.node_mut(id).compact(now, index).unwrap();
+    snapshot
+}
+
+#[test]
+fn an_install_snapshot_no_leader_could_send_is_refused() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    let term = c.node(2).term();
+    let send = |c: &mut Cluster, index: u64, snapshot_term: u64, voters: Vec<u64>| {
+        let invalid = c.node(2).stats().invalid();
+        let meta = raft::SnapshotMeta::new(index, snapshot_term, Membership::new(voters));
+        let now = c.now;
+        c.node_mut(2).step(
+            now,
+            1,
+            Message::InstallSnapshot {
+                term,
+                snapshot: Snapshot::new(meta, Bytes::new()),
+            },
+        );
+        c.drain(2);
+        c.node(2).stats().invalid() > invalid
+    };
+    assert!(
+        send(&mut c, 50, term + 1, vec![1, 2, 3]),
+        "from a future term"
+    );
+    assert!(send(&mut c, 50, 0, vec![1, 2, 3]), "term 0 past index 0");
+    assert!(send(&mut c, 50, term, vec![]), "no voters");
+    assert_eq!(c.node(2).snapshot_index(), 0);
+    assert_eq!(c.node(2).stats().snapshots_installed(), 0);
+    assert!(
+        !send(&mut c, 50, term, vec![1, 2, 3]),
+        "a snapshot of the leader's term"
+    );
+    assert_eq!(c.node(2).snapshot_index(), 50);
+    assert_eq!(c.node(2).stats().snapshots_installed(), 1);
 }

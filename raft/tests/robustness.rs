@@ -537,3 +537,100 @@ fn restarting_from_inconsistent_storage_is_an_error() {
     };
     assert!(Node::restart(Config::new(1), state, Instant::ZERO).is_ok());
 }
+
+/// Each of the basic checks on a message refuses it on its own.
+#[test]
+fn messages_from_itself_from_node_0_or_of_term_0_are_refused() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    let now = c.now;
+    let heartbeat = |term| Message::Heartbeat {
+        term,
+        commit: 0,
+        read_round: 0,
+    };
+    for (from, term) in [(2, 1), (0, 1), (1, 0)] {
+        let invalid = c.node(2).stats().invalid();
+        c.node_mut(2).step(now, from, heartbeat(term));
+        assert_eq!(
+            c.node(2).stats().invalid(),
+            invalid + 1,
+            "from {from} in term {term}"
+        );
+    }
+    // TimeoutNow from anyone but the leader starts nothing.
+    let invalid = c.node(2).stats().invalid();
+    c.node_mut(2).step(now, 3, Message::TimeoutNow { term: 1 });
+    assert_eq!(c.node(2).stats().invalid(), invalid + 1);
+    assert_eq!(
+        (c.node(2).term(), c.node(2).role()),
+        (1, raft::Role::Follower)
+    );
+    // An append from a second leader of the same term is refused and counted.
+    let invalid = c.node(2).stats().invalid();
+    c.node_mut(2).step(
+        now,
+        3,
+        Message::Append {
+            term: 1,
+            prev_index: 0,
+            prev_term: 0,
+            entries: vec![],
+            commit: 0,
+        },
+    );
+    assert_eq!(c.node(2).stats().invalid(), invalid + 1);
+    assert_eq!(c.node(2).leader(), Some(1));
+    // And an append to the leader itself.
+    let invalid = c.node(1).stats().invalid();
+    c.node_mut(1).step(
+        now,
+        3,
+        Message::Append {
+            term: 1,
+            prev_index: 0,
+            prev_term: 0,
+            entries: vec![],
+            commit: 0,
+        },
+    );
+    assert_eq!(c.node(1).stats().invalid(), invalid + 1);
+    assert!(c.node(1).is_leader());
+}
+
+#[test]
+fn a_pre_vote_request_of_a_higher_term_changes_no_term() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    // Out of node 2's lease: the request is answered, but node 2 stays in its term.
+    let later = c.now + Duration::from_secs(2);
+    let last = c.node(3).last_index();
+    c.node_mut(2).step(
+        later,
+        3,
+        Message::VoteRequest {
+            term: 5,
+            pre_vote: true,
+            last_log_index: last,
+            last_log_term: 1,
+            transfer: false,
+        },
+    );
+    assert_eq!(c.node(2).term(), 1);
+    assert_eq!(c.node(2).leader(), Some(1));
+    // Within the lease, a vote request is ignored and counted as stale.
+    let stale = c.node(3).stats().stale_term();
+    let now = c.now;
+    c.node_mut(3).step(
+        now,
+        2,
+        Message::VoteRequest {
+            term: 5,
+            pre_vote: false,
+            last_log_index: last,
+            last_log_term: 1,
+            transfer: false,
+        },
+    );
+    assert_eq!(c.node(3).stats().stale_term(), stale + 1);
+}
