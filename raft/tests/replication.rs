@@ -546,3 +546,143 @@ fn an_acknowledgement_that_advances_nothing_keeps_the_follower_in_probe() {
     c.stabilize();
     assert_eq!(c.commands(2).last().map(String::as_str), Some("next"));
 }
+
+/// The prev index of every append node 1 queued for node 2, then clears the mailbox.
+fn appends_to_2(c: &mut Cluster) -> Vec<u64> {
+    let prevs = c
+        .mailbox
+        .iter()
+        .filter_map(|(from, to, m)| match m {
+            Message::Append { prev_index, .. } if (*from, *to) == (1, 2) => Some(*prev_index),
+            _ => None,
+        })
+        .collect();
+    c.mailbox.clear();
+    prevs
+}
+
+fn answer(c: &mut Cluster, outcome: AppendOutcome) {
+    let now = c.now;
+    let term = c.node(1).term();
+    c.node_mut(1)
+        .step(now, 2, Message::AppendResponse { term, outcome });
+    c.drain(1);
+}
+
+fn rejected(rejected_index: u64, hint_index: u64, hint_term: Option<u64>) -> AppendOutcome {
+    AppendOutcome::Rejected {
+        rejected_index,
+        hint_index,
+        hint_term,
+    }
+}
+
+#[test]
+fn a_leader_follows_rejection_hints_back_and_ignores_stale_ones() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    let log = vec![
+        entry(1, 1, "a"),
+        entry(1, 2, "b"),
+        entry(2, 3, "c"),
+        entry(2, 4, "d"),
+        entry(3, 5, "e"),
+    ];
+    c.set_log(1, 3, log);
+    c.timeout(1);
+    c.deliver(|_, _, m| {
+        matches!(
+            m,
+            Message::VoteRequest { .. } | Message::VoteResponse { .. }
+        )
+    });
+    assert!(c.node(1).is_leader());
+    c.mailbox.clear();
+    let invalid = c.node(1).stats().invalid();
+    // Probing at 6: the follower has term 2 at 5. The leader skips to after its last entry
+    // of term 2.
+    answer(&mut c, rejected(5, 3, Some(2)));
+    assert_eq!(appends_to_2(&mut c), vec![4]);
+    // A term the leader does not have: go to the hint itself.
+    answer(&mut c, rejected(4, 2, Some(9)));
+    assert_eq!(appends_to_2(&mut c), vec![1]);
+    // A rejection of another probe than the last one is stale.
+    answer(&mut c, rejected(3, 1, None));
+    assert_eq!(appends_to_2(&mut c), Vec::<u64>::new());
+    answer(&mut c, rejected(1, 1, None));
+    assert_eq!(appends_to_2(&mut c), vec![0]);
+    assert_eq!(c.node(1).stats().invalid(), invalid);
+}
+
+#[test]
+fn a_rejection_of_the_last_index_counts_and_a_contradiction_waits_for_the_heartbeat() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    let log = vec![
+        entry(1, 1, "a"),
+        entry(1, 2, "b"),
+        entry(1, 3, "c"),
+        entry(1, 4, "d"),
+    ];
+    c.set_log(1, 1, log);
+    c.timeout(1);
+    c.deliver(|_, _, m| {
+        matches!(
+            m,
+            Message::VoteRequest { .. } | Message::VoteResponse { .. }
+        )
+    });
+    c.mailbox.clear();
+    let invalid = c.node(1).stats().invalid();
+    let last = c.node(1).last_index();
+    assert_eq!(last, 5);
+    // The follower matches up to 4: streaming resumes after it.
+    answer(&mut c, AppendOutcome::Accepted { match_index: 4 });
+    assert_eq!(appends_to_2(&mut c), vec![4]);
+    // A rejection past the leader's log is nonsense.
+    answer(&mut c, rejected(last + 1, 1, None));
+    assert_eq!(c.node(1).stats().invalid(), invalid + 1);
+    // It rejects the leader's last index: a real answer, the leader backs up.
+    answer(&mut c, rejected(last, last, None));
+    assert_eq!(c.node(1).stats().invalid(), invalid + 1);
+    assert_eq!(appends_to_2(&mut c), vec![4]);
+    // It then rejects index 4, which it had acknowledged: the leader cannot back up past its
+    // match and waits for the heartbeat pace instead of answering at once.
+    answer(&mut c, rejected(4, 1, None));
+    assert_eq!(appends_to_2(&mut c), Vec::<u64>::new());
+}
+
+#[test]
+fn committing_frees_exactly_the_bytes_of_what_committed() {
+    // Entries of 50 bytes weigh 74 with their overhead; the limit fits two of them.
+    let limit = 2 * entry(1, 1, "").size() + 100;
+    let mut c = Cluster::with(&[1, 2, 3], |id| {
+        config(id).max_uncommitted_bytes(limit).max_append_bytes(1)
+    });
+    c.elect(1);
+    let now = c.now;
+    let fifty = || bytes::Bytes::from(vec![b'v'; 50]);
+    c.node_mut(1).propose(now, fifty()).unwrap();
+    c.node_mut(1).propose(now, fifty()).unwrap();
+    c.drain(1);
+    // One entry per append: deliver only the first round, so only the first commits.
+    let first_round: Vec<_> = c.mailbox.drain(..).collect();
+    for (from, to, m) in first_round {
+        let now = c.now;
+        c.node_mut(to).step(now, from, m);
+        c.drain(to);
+    }
+    c.deliver(|_, to, m| to == 1 && matches!(m, Message::AppendResponse { .. }));
+    c.mailbox.clear();
+    let committed = c.node(1).commit_index();
+    assert_eq!(c.node(1).log_term(committed), Some(1));
+    assert_eq!(
+        committed,
+        c.node(1).last_index() - 1,
+        "one of the two committed"
+    );
+    // 74 bytes are in flight: 50 more fit, then not one byte more.
+    c.node_mut(1).propose(now, fifty()).unwrap();
+    assert!(matches!(
+        c.node_mut(1).propose(now, bytes::Bytes::from_static(b"x")),
+        Err(Error::Backpressure { .. })
+    ));
+}
