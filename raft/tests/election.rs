@@ -408,3 +408,30 @@ fn a_follower_ignores_vote_requests_only_within_the_lease() {
         "the lease outlived the election timeout"
     );
 }
+
+#[test]
+fn a_follower_that_loses_its_leader_to_a_new_term_restarts_its_timer() {
+    let mut c = Cluster::with(&[1, 2, 3], |id| config(id).pre_vote(false));
+    c.elect(1);
+    c.propose(1, "x");
+    c.stabilize();
+    // Long after it last heard from node 1, node 2 hears of term 2 from a candidate whose log
+    // is behind: no vote, no leader, but a new term, and a fresh election timeout.
+    c.now += Duration::from_secs(2);
+    let now = c.now;
+    c.node_mut(2).step(
+        now,
+        3,
+        Message::VoteRequest {
+            term: 2,
+            pre_vote: false,
+            last_log_index: 1,
+            last_log_term: 1,
+            transfer: false,
+        },
+    );
+    c.drain(2);
+    assert_eq!((c.node(2).term(), c.node(2).leader()), (2, None));
+    assert_eq!(c.storage(2).hard_state().vote(), None);
+    assert!(c.node(2).poll_timeout() >= now + Duration::from_millis(500));
+}
